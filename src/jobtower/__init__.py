@@ -1,0 +1,62 @@
+"""jobtower: the Jobs API for scientific web apps (Tethys-compatible, on Django)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobtower.appbase import AppBase, Workspace
+from jobtower.errors import (
+    AlreadyExecuted,
+    EngineUnavailable,
+    InvalidTransition,
+    JobError,
+    StopError,
+    SubmitError,
+)
+from jobtower.registry import job_types, register_job_type
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.manager import JobManager
+    from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExecuted",
+    "AppBase",
+    "BasicJob",
+    "CondorJob",
+    "CondorWorkflow",
+    "EngineUnavailable",
+    "InvalidTransition",
+    "Job",
+    "JobError",
+    "JobEvent",
+    "JobManager",
+    "Status",
+    "StopError",
+    "SubmitError",
+    "Workspace",
+    "job_types",
+    "register_job_type",
+]
+
+# Models need Django's app registry: they are imported on first use, never by `import jobtower`.
+_LAZY = {
+    "JobManager": "jobtower.manager",
+    "Job": "jobtower.models",
+    "JobEvent": "jobtower.models",
+    "BasicJob": "jobtower.models",
+    "CondorJob": "jobtower.models",
+    "CondorWorkflow": "jobtower.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobtower' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

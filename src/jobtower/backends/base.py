@@ -1,0 +1,60 @@
+"""The interface every engine backend implements, and what a poll returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.models import Job
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What an engine says about one job: a status and, where useful, why."""
+
+    status: Status
+    message: str = ""
+
+
+class Backend:
+    """An engine: submits jobs, reports on many at once, stops, holds and releases them.
+
+    Backends never write job status: they return observations and the manager turns them into
+    transitions. Every method may raise; the manager records the reason on the job.
+    """
+
+    #: The engine's name, used in messages.
+    name = "engine"
+
+    def check(self, job: "Job") -> None:
+        """Raise EngineUnavailable when this engine cannot take `job` now (nothing has moved yet)."""
+
+    def submit(self, job: "Job") -> None:
+        """Hand the job to the engine; store engine ids in job.engine_data."""
+        raise NotImplementedError
+
+    def poll(self, jobs: Sequence["Job"]) -> dict[int, Observation]:
+        """Return an observation per job id for the jobs the engine knows about, in one call."""
+        raise NotImplementedError
+
+    def cancel(self, job: "Job") -> None:
+        """Stop the job on the engine."""
+        raise NotImplementedError
+
+    def hold(self, job: "Job") -> None:
+        """Pause the job on the engine."""
+        raise NotImplementedError
+
+    def release(self, job: "Job") -> Status:
+        """Resume a paused job; return the status it is in now (Running, or Submitted if queued)."""
+        raise NotImplementedError
+
+    def logs(self, job: "Job") -> dict[str, Any]:
+        """Return the job's logs by name."""
+        return {}
+
+    def fetch_results(self, job: "Job") -> None:
+        """Bring the job's outputs into its folder (before process_results_function runs)."""

@@ -1,0 +1,41 @@
+"""jobtower's settings, read lazily from Django's `settings.JOBTOWER` dict (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Where jobtower keeps its SQLite database and workspaces; $JOBTOWER_HOME overrides the default.
+    "HOME": None,
+    # Root of app and user workspaces; default <HOME>/workspaces.
+    "WORKSPACES_ROOT": None,
+    # Library mode: reading job.status asks the engine at most once per this many seconds.
+    # None: never ask on read (a monitor keeps statuses current).
+    "STATUS_REFRESH_INTERVAL": 10.0,
+    # The status callback URL carries a signed token, and requests without it (or a logged-in owner)
+    # are refused. False accepts bare ids, as Tethys does.
+    "CALLBACK_REQUIRES_TOKEN": True,
+}
+
+
+def get(name: str) -> Any:
+    """Return the jobtower setting `name`, falling back to its default."""
+    from django.conf import settings
+
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown jobtower setting {name!r}; known: {', '.join(sorted(DEFAULTS))}")
+    return getattr(settings, "JOBTOWER", {}).get(name, DEFAULTS[name])
+
+
+def home() -> Path:
+    """Return jobtower's home folder: JOBTOWER['HOME'], else $JOBTOWER_HOME, else ./.jobtower."""
+    configured = get("HOME") or os.environ.get("JOBTOWER_HOME") or ".jobtower"
+    return Path(configured).expanduser().absolute()
+
+
+def workspaces_root() -> Path:
+    """Return the folder under which app and user workspaces live."""
+    configured = get("WORKSPACES_ROOT")
+    return Path(configured).expanduser().absolute() if configured else home() / "workspaces"

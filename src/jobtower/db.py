@@ -1,0 +1,47 @@
+"""Database settings from a URL: SQLite (WAL) by default, PostgreSQL via psycopg 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+SQLITE_OPTIONS = {
+    # WAL lets readers (the web site) run while the monitor writes; NORMAL is durable in WAL mode.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    # Take the write lock at BEGIN, so concurrent writers wait (timeout) instead of failing midway.
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
+
+
+def database_settings(url: str | None, home: Path) -> dict[str, Any]:
+    """Return a Django DATABASES entry for `url`, or for SQLite under `home` when url is empty."""
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(home / "jobtower.sqlite3"),
+            "OPTIONS": dict(SQLITE_OPTIONS),
+        }
+    parts = urlsplit(url)
+    if parts.scheme in ("sqlite", "sqlite3"):
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": unquote(parts.path) or str(home / "jobtower.sqlite3"),
+            "OPTIONS": dict(SQLITE_OPTIONS),
+        }
+    if parts.scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")) or "jobtower",
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": dict(parse_qsl(parts.query)),
+            "CONN_MAX_AGE": 60,
+        }
+    raise ValueError(
+        f"JOBTOWER_DATABASE_URL {url!r} is not supported: use postgresql://user@host:5432/dbname "
+        "or sqlite:///path/to/file.sqlite3"
+    )

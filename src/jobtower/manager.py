@@ -1,0 +1,481 @@
+"""The JobManager: creates, finds and drives jobs; `transition()` is the only writer of job status."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from django.core import signing
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from jobtower import conf, statuses
+from jobtower.backends.base import Backend, Observation
+from jobtower.errors import AlreadyExecuted, InvalidTransition, StopError, SubmitError
+from jobtower.models import Job, JobEvent
+from jobtower.models.job import spec_fields
+from jobtower.registry import job_class
+from jobtower.signals import job_status_changed
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    import datetime
+
+    from django.http import HttpRequest
+
+    from jobtower.appbase import AppBase
+
+log = logging.getLogger("jobtower")
+
+#: Settings every job type accepts in create_job(); each type adds its own SpecFields.
+COMMON_OPTIONS = frozenset({"description", "workspace", "extended_properties", "process_results_function"})
+_RACE_RETRIES = 5
+
+
+class JobManager:
+    """Creates and finds the jobs of one app; the Jobs API's entry point (app.get_job_manager())."""
+
+    def __init__(self, app: "type[AppBase] | AppBase") -> None:
+        label = getattr(app, "package", "")
+        if not label:
+            raise ValueError(f"{app!r} has no `package`: set package = 'my_app' on the app class")
+        self.app = app
+        self.label = label
+
+    def create_job(
+        self,
+        name: str,
+        user: Any,
+        job_type: "str | type[Job] | None" = None,
+        groups: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """Return a new, unsaved job of `job_type` for `user`; save() or execute() it."""
+        if job_type is None:
+            raise TypeError("create_job() needs job_type, e.g. job_type='BASIC'")
+        cls = job_class(job_type)
+        allowed = COMMON_OPTIONS | spec_fields(cls).keys()
+        for key in kwargs:
+            if key not in allowed:
+                raise TypeError(
+                    f"create_job() got an unexpected keyword argument {key!r} for a "
+                    f"{cls.job_type_name} job; it accepts: {', '.join(sorted(allowed))}"
+                )
+        if not name or not isinstance(name, str):
+            raise ValueError("create_job() needs a name: a non-empty string such as 'myjob_{id}'")
+        if getattr(user, "pk", None) is None or not getattr(user, "is_authenticated", False):
+            raise ValueError(
+                f"create_job() needs a saved, logged-in user, got {user!r}; "
+                "pass request.user from a view behind login_required"
+            )
+        if not kwargs.get("workspace"):
+            from jobtower.appbase import user_workspace_path
+
+            kwargs["workspace"] = str(user_workspace_path(self.app, user))
+        else:
+            kwargs["workspace"] = str(Path(kwargs["workspace"]).expanduser().absolute())
+        return cls(name=name, user=user, label=self.label, groups=list(groups or ()), **kwargs)
+
+    def list_jobs(
+        self,
+        user: Any = None,
+        groups: Iterable[Any] | None = None,
+        order_by: str = "id",
+        filters: Mapping[str, Any] | None = None,
+    ) -> "models.QuerySet[Job]":
+        """Return this app's jobs (of `user`, and/or shared with `groups`), each as its own class."""
+        jobs = Job.objects.filter(label=self.label)
+        groups = list(groups or ())
+        if user is not None and groups:
+            jobs = jobs.filter(Q(user=user) | Q(groups__in=groups)).distinct()
+        elif user is not None:
+            jobs = jobs.filter(user=user)
+        elif groups:
+            jobs = jobs.filter(groups__in=groups).distinct()
+        if filters:
+            jobs = jobs.filter(**translate_filters(filters))
+        return jobs.order_by(_order_field(order_by))
+
+    def get_job(self, job_id: int | str, user: Any = None, filters: Mapping[str, Any] | None = None) -> Job | None:
+        """Return this app's job `job_id` as its own class, or None (also when it is not `user`'s)."""
+        try:
+            pk = int(job_id)
+        except (TypeError, ValueError):
+            raise ValueError(f"job_id must be an integer, got {job_id!r}") from None
+        jobs = Job.objects.filter(label=self.label, pk=pk)
+        if user is not None:
+            jobs = jobs.filter(user=user)
+        if filters:
+            jobs = jobs.filter(**translate_filters(filters))
+        return jobs.first()
+
+    def get_job_status_callback_url(self, request: "HttpRequest", job_id: int) -> str:
+        """Return the absolute URL a running job calls to ask for a re-check of its status."""
+        return callback_url(request, job_id)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def translate_filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """Map `status` filters (codes or display strings) onto the stored column; pass others through."""
+    out: dict[str, Any] = {}
+    for key, value in filters.items():
+        head, sep, lookup = key.partition("__")
+        if head == "status":
+            key = "_status" + sep + lookup
+            if lookup == "in":
+                value = [statuses.parse_status(v).value for v in value]
+            elif not lookup or lookup == "exact":
+                value = statuses.parse_status(value).value
+        out[key] = value
+    return out
+
+
+def _order_field(order_by: str) -> str:
+    sign = "-" if order_by.startswith("-") else ""
+    field = order_by.lstrip("-")
+    return sign + ("_status" if field == "status" else field)
+
+
+def callback_url(request: "HttpRequest", job_id: int) -> str:
+    """Return the absolute status-callback URL of a job, signed when tokens are required."""
+    url = request.build_absolute_uri(reverse("jobtower:update-job-status", args=[int(job_id)]))
+    if conf.get("CALLBACK_REQUIRES_TOKEN"):
+        url += f"?token={callback_token(job_id)}"
+    return url
+
+
+def callback_token(job_id: int) -> str:
+    """Return the token that lets a job's own process call its status callback."""
+    return signing.Signer(salt="jobtower.callback").signature(str(int(job_id)))
+
+
+# -- the one writer of status ---------------------------------------------------------------------
+
+
+def transition(
+    job: Job,
+    new: Status,
+    *,
+    source: str,
+    message: str = "",
+    expected: Status | None = None,
+    resubmit: bool = False,
+    strict: bool = True,
+    check_time: "datetime.datetime | None" = None,
+) -> bool:
+    """Move `job` to `new` with a guarded UPDATE and a JobEvent row; return True if it moved.
+
+    The UPDATE matches the status the job is known to be in, so a concurrent writer makes it match
+    zero rows: then the status is re-read and the move is re-checked from there (or, with
+    `expected`, refused). Illegal moves raise InvalidTransition, or return False when not `strict`.
+    """
+    new = Status(new)
+    current = expected if expected is not None else job.status_code
+    final: Status | None = None
+    if (
+        new in (Status.COMPLETE, Status.VARIOUS_COMPLETE)
+        and current is not Status.RESULTS_READY
+        and _has_results_step(job)
+    ):
+        # Finished well: first Results-Ready, whose one winner fetches outputs and processes them.
+        final, new = new, Status.RESULTS_READY
+    for _ in range(_RACE_RETRIES):
+        if current is new and not resubmit:
+            return False
+        legal = (
+            resubmit and new is Status.PENDING and current in statuses.RESUBMITTABLE
+        ) or statuses.is_legal(current, new)
+        if not legal:
+            if strict:
+                raise _illegal(job, current, new)
+            log.debug("ignored %s -> %s for job %s (%s)", current.value, new.value, job.pk, source)
+            return False
+        now, values = _values_for(job, current, new, message, resubmit)
+        if check_time is not None:
+            values["last_status_check"] = check_time
+        with transaction.atomic():
+            moved = Job.objects.filter(pk=job.pk, _status=current.value).update(**values)
+            if moved:
+                if resubmit:
+                    values["attempt"] = Job.objects.values_list("attempt", flat=True).get(pk=job.pk)
+                JobEvent.objects.create(
+                    job_id=job.pk,
+                    attempt=values.get("attempt", job.attempt),
+                    from_status=current.value,
+                    to_status=new.value,
+                    time=now,
+                    source=source,
+                    message=message,
+                )
+        if moved:
+            job._set(**values)
+            _announce(job, current, new, source, message)
+            if final is not None:
+                _process_results(job, final)
+            return True
+        fresh = Job.objects.filter(pk=job.pk).values_list("_status", flat=True).first()
+        if fresh is None:
+            raise Job.DoesNotExist(f"job {job.pk} no longer exists (it was deleted)")
+        job._set(_status=fresh)
+        if expected is not None:
+            if strict:
+                raise InvalidTransition(
+                    f"job {job.pk} is {Status(fresh).display}, not {expected.display}: "
+                    "another request changed it first",
+                    job_id=job.pk,
+                    current=fresh,
+                    new=new.value,
+                )
+            return False
+        current = Status(fresh)
+    raise InvalidTransition(
+        f"job {job.pk}: gave up moving to {new.display} after {_RACE_RETRIES} concurrent changes",
+        job_id=job.pk,
+        new=new.value,
+    )
+
+
+def observe(job: Job, observation: Observation, *, source: str = "engine") -> bool:
+    """Apply what an engine observed: a legal move is made, anything else is ignored."""
+    return transition(job, observation.status, source=source, message=observation.message, strict=False)
+
+
+def _illegal(job: Job, current: Status, new: Status) -> InvalidTransition:
+    allowed = ", ".join(sorted(s.display for s in statuses.TRANSITIONS[current])) or "nothing"
+    if current.is_terminal:
+        hint = f"{current.display} is final; resubmit() starts a new attempt"
+    else:
+        hint = f"from {current.display} a job may move to: {allowed}"
+    return InvalidTransition(
+        f"job {job.pk} cannot move from {current.display} to {new.display}: {hint}",
+        job_id=job.pk,
+        current=current.value,
+        new=new.value,
+    )
+
+
+def _values_for(
+    job: Job, current: Status, new: Status, message: str, resubmit: bool
+) -> "tuple[datetime.datetime, dict[str, Any]]":
+    now = timezone.now()
+    values: dict[str, Any] = {"_status": new.value, "status_message": message}
+    if resubmit:
+        values.update(attempt=F("attempt") + 1, execute_time=None, start_time=None, completion_time=None)
+    elif new is Status.SUBMITTED and current is Status.PENDING:
+        values["execute_time"] = now
+    elif new in (Status.RUNNING, Status.VARIOUS) and job.start_time is None:
+        values["start_time"] = now
+    if new.is_terminal:
+        values["completion_time"] = now
+    return now, values
+
+
+def _announce(job: Job, old: Status, new: Status, source: str, message: str) -> None:
+    log.info("job %s: %s -> %s (%s) %s", job.pk, old.display, new.display, source, message)
+
+    def send() -> None:
+        job_status_changed.send_robust(
+            sender=type(job), job=job, old=old, new=new, source=source, message=message
+        )
+
+    transaction.on_commit(send, robust=True)
+
+
+def _has_results_step(job: Job) -> bool:
+    if job._process_results_function:
+        return True
+    backend = job.get_backend()
+    return backend is not None and type(backend).fetch_results is not Backend.fetch_results
+
+
+def _process_results(job: Job, final: Status) -> None:
+    """Fetch outputs and run process_results_function once (we won the move to Results-Ready)."""
+    try:
+        backend = job.get_backend()
+        if backend is not None:
+            backend.fetch_results(job)
+        function = job.process_results_function
+        if function is not None:
+            function(job)
+    except Exception as exc:
+        log.exception("processing the results of job %s failed", job.pk)
+        transition(
+            job,
+            Status.ERROR,
+            source="results",
+            message=f"processing results failed: {type(exc).__name__}: {exc}",
+            strict=False,
+        )
+        return
+    transition(job, final, source="results", strict=False)
+
+
+# -- freshness ------------------------------------------------------------------------------------
+
+
+def refresh_if_due(job: Job) -> bool:
+    """Ask the engine about an active job if the last check is older than the interval."""
+    interval = conf.get("STATUS_REFRESH_INTERVAL")
+    if interval is None or job.pk is None or job.backend_path is None:
+        return False
+    if not job.status_code.is_active:
+        return False
+    last = job.last_status_check
+    if last is not None and (timezone.now() - last).total_seconds() < interval:
+        return False
+    return refresh(job)
+
+
+def refresh(job: Job, *, force: bool = False) -> bool:
+    """Ask the job's engine for its status now and apply it; return True if the status moved."""
+    backend = job.get_backend()
+    if backend is None or job.pk is None or not job.status_code.is_active:
+        return False
+    now = timezone.now()
+    try:
+        observation = backend.poll([job]).get(job.pk)
+    except Exception as exc:
+        # An engine that does not answer changes no status: the old one stays until it answers.
+        log.warning("could not ask %s about job %s: %s", backend.name, job.pk, exc)
+        observation = None
+    moved = False
+    if observation is not None:
+        moved = transition(
+            job, observation.status, source="engine", message=observation.message,
+            strict=False, check_time=now,
+        )
+    if not moved:
+        Job.objects.filter(pk=job.pk).update(last_status_check=now)
+        job._set(last_status_check=now)
+    return moved
+
+
+def request_check(job: Job) -> bool:
+    """Re-check a job at once (the status callback); never sets a status by itself."""
+    return refresh(job, force=True)
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+
+def execute(job: Job) -> None:
+    """Save `job` and submit it exactly once: Pending -> Submitted is a compare-and-set."""
+    job.save()
+    backend = job.get_backend()
+    if backend is not None:
+        backend.check(job)  # refuses before anything moves: the job stays Pending
+    try:
+        transition(job, Status.SUBMITTED, source="execute", expected=Status.PENDING)
+    except InvalidTransition as exc:
+        raise AlreadyExecuted(
+            f"job {job.pk} ({job.name}) was executed already: it is {job.status_code.display}. "
+            "Call resubmit() to run it again.",
+            job_id=job.pk,
+            current=job.status_code.value,
+            new=Status.SUBMITTED.value,
+        ) from exc
+    if backend is None:
+        return
+    try:
+        job.ensure_folder()
+        backend.submit(job)
+    except Exception as exc:
+        reason = f"{backend.name} did not accept the job: {type(exc).__name__}: {exc}"
+        log.exception("submitting job %s failed", job.pk)
+        transition(job, Status.ERROR, source="execute", message=reason, strict=False)
+        raise SubmitError(reason) from exc
+    if job.engine_data:
+        Job.objects.filter(pk=job.pk).update(engine_data=job.engine_data)
+
+
+def _current(job: Job) -> Status:
+    """Re-read the stored status (actions decide on the truth, not on a stale object)."""
+    fresh = Job.objects.filter(pk=job.pk).values_list("_status", flat=True).first()
+    if fresh is None:
+        raise Job.DoesNotExist(f"job {job.pk} does not exist (was it deleted, or never saved?)")
+    job._set(_status=fresh)
+    return Status(fresh)
+
+
+def stop(job: Job) -> None:
+    """Cancel the job on its engine, then Aborted; a finished job is an error."""
+    current = _current(job)
+    if current.is_terminal:
+        raise InvalidTransition(
+            f"job {job.pk} is already {current.display}: there is nothing to stop",
+            job_id=job.pk, current=current.value, new=Status.ABORTED.value,
+        )
+    backend = job.get_backend()
+    if backend is not None and current is not Status.PENDING:
+        try:
+            backend.cancel(job)
+        except Exception as exc:
+            log.exception("stopping job %s failed", job.pk)
+            raise StopError(
+                f"{backend.name} could not stop job {job.pk}: {type(exc).__name__}: {exc}. "
+                "Its status is unchanged; try again when the engine answers."
+            ) from exc
+    transition(job, Status.ABORTED, source="stop", message="stopped by a user", strict=False)
+
+
+def pause(job: Job) -> None:
+    """Hold an active job on its engine -> Paused."""
+    current = _current(job)
+    if not statuses.is_legal(current, Status.PAUSED):
+        raise _illegal(job, current, Status.PAUSED)
+    backend = job.get_backend()
+    if backend is not None:
+        backend.hold(job)
+    transition(job, Status.PAUSED, source="pause")
+
+
+def resume(job: Job) -> None:
+    """Release a paused job: it runs again (or queues again, as its engine says)."""
+    current = _current(job)
+    if current is not Status.PAUSED:
+        raise InvalidTransition(
+            f"job {job.pk} is {current.display}, not Paused: only a paused job can be resumed",
+            job_id=job.pk, current=current.value, new=Status.RUNNING.value,
+        )
+    backend = job.get_backend()
+    now = backend.release(job) if backend is not None else Status.RUNNING
+    transition(job, now, source="resume")
+
+
+def resubmit(job: Job) -> None:
+    """Start a new attempt: stop the job if it is active, back to Pending, execute again."""
+    current = _current(job)
+    if current is Status.PENDING:
+        raise InvalidTransition(
+            f"job {job.pk} is Pending, it has not run yet: call execute()",
+            job_id=job.pk, current=current.value, new=Status.PENDING.value,
+        )
+    if current.is_active:
+        stop(job)
+    transition(job, Status.PENDING, source="resubmit", resubmit=True, message="new attempt")
+    execute(job)
+
+
+def delete(job: Job, *, force: bool = False, using: str | None = None) -> tuple[int, dict[str, int]]:
+    """Stop an active job, then delete its record and its own folder, nothing else."""
+    if job.pk is None:
+        raise ValueError("this job was never saved, so there is nothing to delete")
+    current = _current(job)
+    if current.is_active:
+        try:
+            stop(job)
+        except StopError:
+            if not force:
+                raise
+            log.warning("deleting job %s although its engine could not stop it", job.pk)
+    folder = job.folder if job.workspace else None
+    with transaction.atomic(using=using):
+        result = models.Model.delete(job, using=using)
+        if folder is not None:
+            transaction.on_commit(lambda: job._remove_folder(folder), using=using, robust=True)
+    return result

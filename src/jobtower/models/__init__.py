@@ -1,0 +1,6 @@
+"""The record: jobs of every type in one table, and their status history."""
+
+from jobtower.models.job import Job, JobEvent, SpecField
+from jobtower.models.types import BasicJob, CondorBase, CondorJob, CondorWorkflow
+
+__all__ = ["BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "Job", "JobEvent", "SpecField"]

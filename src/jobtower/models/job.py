@@ -1,0 +1,397 @@
+"""The job record: one table for every job type, and the table of its status history."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from jobtower import statuses
+from jobtower.jsoncheck import check_json
+from jobtower.registry import class_for_stored
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.backends.base import Backend
+
+log = logging.getLogger("jobtower")
+
+#: Attributes the Jobs API documents as read-only; the manager sets them, apps read them.
+READ_ONLY = {
+    "user": "it is set by create_job()",
+    "label": "it is the package name of the app that created the job",
+    "job_type": "it is chosen in create_job(job_type=...)",
+    "creation_time": "it is set when the job is created",
+    "execute_time": "it is set when the job is executed",
+    "start_time": "it is set when the engine starts the job",
+    "completion_time": "it is set when the job ends",
+    "status_message": "it is set with the status: job.update_status(status, message=...)",
+    "attempt": "resubmit() starts a new attempt",
+    "last_status_check": "the manager records when it last asked the engine",
+    "_status": "set job.status (a code or a display string) to change it",
+}
+
+#: Fields that job.save() writes on an existing row: the ones apps configure. Status, times and
+#: engine data are written only by the manager, so a stale object never overwrites a newer status.
+APP_FIELDS = (
+    "name",
+    "description",
+    "workspace",
+    "extended_properties",
+    "spec",
+    "_process_results_function",
+)
+
+
+class SpecField:
+    """A type-specific job setting stored in the job's JSON `spec` column."""
+
+    def __init__(self, default: Any = None, *, coerce: Callable[[Any], Any] | None = None) -> None:
+        self.default = default
+        self.coerce = coerce
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, job: "Job | None", owner: type) -> Any:
+        if job is None:
+            return self
+        if self.name in job.spec:
+            return job.spec[self.name]
+        default = self.default() if callable(self.default) else self.default
+        if isinstance(default, (dict, list)):
+            job.spec[self.name] = default  # so in-place edits are saved
+        return default
+
+    def __set__(self, job: "Job", value: Any) -> None:
+        if self.coerce is not None and value is not None:
+            value = self.coerce(value)
+        check_json(value, f"{type(job).__name__}.{self.name}")
+        job.spec[self.name] = value
+
+
+def spec_fields(cls: type) -> dict[str, SpecField]:
+    """Return the SpecFields a job class declares, its parents' included."""
+    found: dict[str, SpecField] = {}
+    for klass in reversed(cls.__mro__):
+        for key, value in vars(klass).items():
+            if isinstance(value, SpecField):
+                found[key] = value
+    return found
+
+
+class Job(models.Model):
+    """A job of any type; `get_job` and `list_jobs` return it as its own type's class."""
+
+    #: The registered type name; each proxy class sets its own.
+    job_type_name = ""
+    #: Dotted path "module:Class" of the engine backend; None for jobs the app drives itself.
+    backend_path: str | None = None
+
+    job_type = models.CharField(max_length=32, editable=False)
+    label = models.CharField(max_length=255, editable=False, help_text="package of the app")
+    name = models.CharField(max_length=1024)
+    description = models.TextField(blank=True, default="")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobtower_jobs"
+    )
+    groups = models.ManyToManyField("auth.Group", blank=True, related_name="jobtower_jobs")
+    workspace = models.CharField(max_length=1024, blank=True, default="")
+    extended_properties = models.JSONField(default=dict, blank=True)
+    spec = models.JSONField(default=dict, blank=True, help_text="type-specific settings")
+    engine_data = models.JSONField(default=dict, blank=True, help_text="what the engine returned")
+    _status = models.CharField(
+        max_length=3, choices=statuses.CHOICES, default=Status.PENDING.value, db_column="status"
+    )
+    status_message = models.TextField(blank=True, default="")
+    _process_results_function = models.CharField(
+        max_length=255, blank=True, default="", db_column="process_results_function"
+    )
+    attempt = models.PositiveIntegerField(default=1)
+    creation_time = models.DateTimeField(default=timezone.now, editable=False)
+    execute_time = models.DateTimeField(null=True, blank=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    completion_time = models.DateTimeField(null=True, blank=True)
+    last_status_check = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "jobtower"
+        ordering = ["id"]
+        indexes = [
+            # list_jobs(user=...) of one app, first page by id: one index range scan.
+            models.Index(fields=["label", "user", "id"], name="jobtower_label_user_id"),
+            models.Index(fields=["label", "id"], name="jobtower_label_id"),
+            # the monitor's "every active job" query.
+            models.Index(fields=["_status"], name="jobtower_status"),
+        ]
+        permissions = [("jobs_table_actions", "Can run actions on any job in a Jobs Table")]
+
+    # -- construction and the read-only guard ---------------------------------------------------
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = {}
+        if kwargs:
+            fields = spec_fields(type(self))
+            for key in list(kwargs):
+                if key in fields:
+                    options[key] = kwargs.pop(key)
+            pending_groups = kwargs.pop("groups", None)
+        else:
+            pending_groups = None
+        super().__init__(*args, **kwargs)
+        if not self.job_type and self.job_type_name:
+            self.job_type = self.job_type_name
+        for key, value in options.items():
+            setattr(self, key, value)
+        self.__dict__["_pending_groups"] = pending_groups
+        self.__dict__["_sealed"] = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in READ_ONLY and self.__dict__.get("_sealed"):
+            raise AttributeError(f"{type(self).__name__}.{name} is read-only: {READ_ONLY[name]}")
+        if name == "extended_properties":
+            check_json(value, "extended_properties")
+        super().__setattr__(name, value)
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> "Job":
+        """Build the job as the class of its own type (a proxy of Job, so no join is needed)."""
+        job = super().from_db(db, field_names, values)
+        klass = class_for_stored(job.__dict__.get("job_type", ""))
+        if klass is not None and klass is not cls and issubclass(klass, Job):
+            job.__class__ = klass
+        return job
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        """Reload the job's fields from the database."""
+        self.__dict__["_sealed"] = False
+        try:
+            super().refresh_from_db(*args, **kwargs)
+        finally:
+            self.__dict__["_sealed"] = True
+
+    def _set(self, **values: Any) -> None:
+        """Set manager-owned attributes on this object (the database was written already)."""
+        self.__dict__.update(values)
+
+    # -- saving -----------------------------------------------------------------------------------
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save what the app configured; status and times are only ever written by the manager."""
+        check_json(self.extended_properties, "extended_properties")
+        check_json(self.spec, f"{type(self).__name__} settings")
+        if not self.job_type:
+            raise ValueError(
+                "a job needs a job type: create it with job_manager.create_job(job_type=...)"
+            )
+        if self.pk is None or self._state.adding:
+            with transaction.atomic():
+                super().save(*args, **kwargs)
+                if "{id}" in self.name:
+                    # The id exists only after the INSERT; expand it for every job type.
+                    self.name = self.name.replace("{id}", str(self.pk))
+                    type(self).objects.filter(pk=self.pk).update(name=self.name)
+                groups = self.__dict__.pop("_pending_groups", None)
+                if groups:
+                    self.groups.set(groups)
+            return
+        if not kwargs.get("update_fields") and not (args and len(args) >= 4):
+            kwargs["update_fields"] = APP_FIELDS
+        super().save(*args, **kwargs)
+
+    # -- status -----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """Return the status display string, asking the engine at most once per interval."""
+        from jobtower import manager
+
+        manager.refresh_if_due(self)
+        return Status(self._status).display
+
+    @status.setter
+    def status(self, value: str | Status) -> None:
+        from jobtower import manager
+
+        manager.transition(self, statuses.parse_status(value), source="app")
+
+    @property
+    def status_code(self) -> Status:
+        """Return the stored status as a Status, without asking the engine."""
+        return Status(self._status)
+
+    def update_status(self, status: str | Status | None = None, message: str = "") -> bool:
+        """Move to `status` (with `message`), or with no status ask the engine now; True if it moved."""
+        from jobtower import manager
+
+        if status is None:
+            return manager.refresh(self, force=True)
+        return manager.transition(self, statuses.parse_status(status), source="app", message=message)
+
+    def history(self) -> "models.QuerySet[JobEvent]":
+        """Return the job's status moves, oldest first."""
+        return self.events.order_by("id")
+
+    @property
+    def run_time(self) -> datetime.timedelta | str:
+        """Return how long the job ran (so far), or "" when it has not started."""
+        start = self.start_time
+        if start is None:
+            return ""
+        end = self.completion_time or timezone.now()
+        return end - start
+
+    # -- results ----------------------------------------------------------------------------------
+
+    @property
+    def process_results_function(self) -> Callable[["Job"], Any] | None:
+        """Return the function run once when the job's results are ready, or None."""
+        path = self._process_results_function
+        return resolve_function(path) if path else None
+
+    @process_results_function.setter
+    def process_results_function(self, value: Callable[..., Any] | str | None) -> None:
+        self._process_results_function = function_path(value) if value else ""
+
+    # -- files ------------------------------------------------------------------------------------
+
+    @property
+    def folder(self) -> Path:
+        """Return the job's own folder inside its workspace (created by ensure_folder())."""
+        if self.pk is None:
+            raise ValueError("an unsaved job has no folder yet: save() it first")
+        return Path(self.workspace) / f"job_{self.pk}"
+
+    def ensure_folder(self) -> Path:
+        """Create the job's own folder if needed and return it."""
+        folder = self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _remove_folder(self, folder: Path) -> None:
+        # Only the job's own folder: never the workspace, never through a symlink.
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
+
+    # -- engine -----------------------------------------------------------------------------------
+
+    def get_backend(self) -> "Backend | None":
+        """Return the engine backend that runs this job type, or None when the app drives it."""
+        from jobtower.backends import get_backend
+
+        return get_backend(self.backend_path) if self.backend_path else None
+
+    def execute(self, *args: Any, **kwargs: Any) -> None:
+        """Save the job and hand it to its engine, exactly once (Pending -> Submitted)."""
+        from jobtower import manager
+
+        manager.execute(self)
+
+    def stop(self) -> None:
+        """Stop the job on its engine -> Aborted."""
+        from jobtower import manager
+
+        manager.stop(self)
+
+    def pause(self) -> None:
+        """Hold the job -> Paused."""
+        from jobtower import manager
+
+        manager.pause(self)
+
+    def resume(self) -> None:
+        """Release a paused job so it runs again."""
+        from jobtower import manager
+
+        manager.resume(self)
+
+    def resubmit(self) -> None:
+        """Run the job again as a new attempt (stopping it first if it is active)."""
+        from jobtower import manager
+
+        manager.resubmit(self)
+
+    def get_logs(self) -> dict[str, Any]:
+        """Return the job's logs by name (stdout, stderr, engine logs); {} when there are none."""
+        backend = self.get_backend()
+        return backend.logs(self) if backend is not None else {}
+
+    def delete(self, *args: Any, force: bool = False, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Stop the job if active, then delete its record and its own folder (nothing else)."""
+        from jobtower import manager
+
+        return manager.delete(self, force=force, using=kwargs.get("using"))
+
+    def __str__(self) -> str:
+        return f"{self.job_type} job {self.pk}: {self.name}"
+
+
+class JobEvent(models.Model):
+    """One status move of a job: the job's history, appended by the manager only."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    attempt = models.PositiveIntegerField(default=1)
+    from_status = models.CharField(max_length=3, choices=statuses.CHOICES)
+    to_status = models.CharField(max_length=3, choices=statuses.CHOICES)
+    time = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=32, help_text="who moved it: execute, app, engine, ...")
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        app_label = "jobtower"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return (
+            f"job {self.job_id}: {Status(self.from_status).display} -> "
+            f"{Status(self.to_status).display} ({self.source})"
+        )
+
+
+def function_path(value: Callable[..., Any] | str) -> str:
+    """Return an importable "module:name" path for a callable or a dotted path, checking it."""
+    if callable(value) and not isinstance(value, str):
+        module = getattr(value, "__module__", None)
+        qualname = getattr(value, "__qualname__", "")
+        if not module or "<" in qualname:
+            raise ValueError(
+                f"process_results_function {value!r} cannot be stored: use a module-level "
+                "function (not a lambda or a nested function) or its dotted path 'pkg.module:func'"
+            )
+        path = f"{module}:{qualname}"
+    elif isinstance(value, str):
+        path = value.strip()
+    else:
+        raise TypeError(
+            f"process_results_function must be a callable or a dotted path, not {type(value).__name__}"
+        )
+    resolve_function(path)
+    return path
+
+
+def resolve_function(path: str) -> Callable[..., Any]:
+    """Import and return the callable that a "module:name" or "module.name" path names."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"{path!r} is not a dotted path; write it as 'pkg.module:function'")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import process_results_function {path!r}: {exc}") from exc
+    if not callable(target):
+        raise ValueError(f"process_results_function {path!r} is not callable")
+    return target

@@ -1,0 +1,87 @@
+"""Settings of the standalone jobtower site: no configuration needed, environment to override.
+
+JOBTOWER_HOME (default ./.jobtower), JOBTOWER_DATABASE_URL (default SQLite in JOBTOWER_HOME),
+JOBTOWER_SECRET_KEY (default: generated once into JOBTOWER_HOME/secret_key), JOBTOWER_DEBUG,
+JOBTOWER_ALLOWED_HOSTS (comma-separated, default 127.0.0.1,localhost).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from jobtower.db import database_settings
+
+HOME = Path(os.environ.get("JOBTOWER_HOME", ".jobtower")).expanduser().absolute()
+
+
+def _secret_key() -> str:
+    if os.environ.get("JOBTOWER_SECRET_KEY"):
+        return os.environ["JOBTOWER_SECRET_KEY"]
+    path = HOME / "secret_key"
+    if not path.exists():
+        HOME.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+HOME.mkdir(parents=True, exist_ok=True)
+SECRET_KEY = _secret_key()
+DEBUG = os.environ.get("JOBTOWER_DEBUG", "") in ("1", "true", "yes")
+ALLOWED_HOSTS = os.environ.get("JOBTOWER_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "jobtower",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "jobtower.site.urls"
+WSGI_APPLICATION = "jobtower.site.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DATABASES = {"default": database_settings(os.environ.get("JOBTOWER_DATABASE_URL"), HOME)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "static/"
+STATIC_ROOT = str(HOME / "static")
+WHITENOISE_USE_FINDERS = True  # serve app and admin static files without a collectstatic step
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+JOBTOWER = {"HOME": str(HOME)}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"jobtower": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,0 +1,50 @@
+"""Test settings: SQLite by default, PostgreSQL when JOBTOWER_DATABASE_URL is set."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from jobtower.db import database_settings
+
+HOME = Path(os.environ.get("JOBTOWER_TEST_HOME") or tempfile.mkdtemp(prefix="jobtower-test-"))
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost", "example.com"]
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "jobtower",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "jobtower.site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+HOME.mkdir(parents=True, exist_ok=True)
+_db = database_settings(os.environ.get("JOBTOWER_DATABASE_URL"), HOME)
+if _db["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so other threads and processes see the same test database.
+    _db["TEST"] = {"NAME": str(HOME / "test.sqlite3")}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+JOBTOWER = {"HOME": str(HOME)}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
