@@ -247,6 +247,10 @@ def observe(job: Job, observation: Observation, *, source: str = "engine") -> bo
 
 def _illegal(job: Job, current: Status, new: Status) -> InvalidTransition:
     allowed = ", ".join(sorted(s.display for s in statuses.TRANSITIONS[current])) or "nothing"
+    if current is new:
+        return InvalidTransition(
+            f"job {job.pk} is already {current.display}", job_id=job.pk, current=current.value, new=new.value
+        )
     if current.is_terminal:
         hint = f"{current.display} is final; resubmit() starts a new attempt"
     else:

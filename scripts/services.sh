@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Start the services the tests need, if they are not running: PostgreSQL on 127.0.0.1:5432.
+set -euo pipefail
+
+log() { echo "[services] $*" >&2; }
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  if ! command -v pg_ctlcluster >/dev/null; then
+    log "PostgreSQL is not installed: apt-get install postgresql (the tests need it on 127.0.0.1:5432)"
+    return 1
+  fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    sleep 0.5
+  done
+  log "PostgreSQL did not come up on 127.0.0.1:5432"
+  return 1
+}
+
+ensure_postgres

@@ -1,0 +1,75 @@
+"""Fixtures shared by the tests: users, an app, its job manager, the in-memory engine."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+import jobtower
+
+
+class MyFirstApp(jobtower.AppBase):
+    """The app of the Jobs API document's samples."""
+
+    package = "my_first_app"
+    name = "My First App"
+
+
+class OtherApp(jobtower.AppBase):
+    package = "other_app"
+    name = "Other App"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _database_is_what_ci_asked_for(django_db_setup: Any, django_db_blocker: Any) -> None:
+    """Fail (never skip) when the run was asked for PostgreSQL and is not on it."""
+    from django.db import connection
+
+    wanted = "postgresql" if os.environ.get("JOBTOWER_DATABASE_URL", "").startswith("postgres") else "sqlite"
+    with django_db_blocker.unblock():
+        assert connection.vendor == wanted, f"tests asked for {wanted} but run on {connection.vendor}"
+
+
+@pytest.fixture
+def app() -> type[jobtower.AppBase]:
+    return MyFirstApp
+
+
+@pytest.fixture
+def job_manager(app: type[jobtower.AppBase]) -> Any:
+    return app.get_job_manager()
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", password="pw-alice")
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob", password="pw-bob")
+
+
+@pytest.fixture
+def memory() -> Any:
+    from tests.jobtypes import memory_backend
+
+    backend = memory_backend()
+    backend.reset()
+    yield backend
+    backend.reset()
+
+
+@pytest.fixture
+def set_status() -> Any:
+    """Force a job's stored status (test set-up only: production code goes through transition())."""
+
+    def force(job: Any, status: jobtower.Status) -> None:
+        from jobtower.models import Job
+
+        Job.objects.filter(pk=job.pk).update(_status=status.value)
+        job._set(_status=status.value)
+
+    return force

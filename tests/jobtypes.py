@@ -1,0 +1,58 @@
+"""Job types used only by the tests: one on the in-memory engine, one that counts submissions in a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jobtower.backends.base import Backend
+from jobtower.backends.memory import MemoryBackend
+from jobtower.backends import get_backend
+from jobtower.models import Job
+from jobtower.registry import class_for_stored, register_job_type
+
+MEMORY_BACKEND = "jobtower.backends.memory:MemoryBackend"
+
+
+def memory_backend() -> MemoryBackend:
+    """Return the shared in-memory engine the MEMORY job type runs on."""
+    backend = get_backend(MEMORY_BACKEND)
+    assert isinstance(backend, MemoryBackend)
+    return backend
+
+
+class FileCountingBackend(Backend):
+    """Appends one line per submission to $JOBTOWER_TEST_SUBMIT_LOG: counts across processes."""
+
+    name = "file-counter"
+
+    def submit(self, job: Job) -> None:
+        with open(os.environ["JOBTOWER_TEST_SUBMIT_LOG"], "a") as handle:
+            handle.write(f"{job.pk} {os.getpid()}\n")
+
+    def poll(self, jobs):  # noqa: ANN001, ANN201 - the engine never reports anything
+        return {}
+
+
+if class_for_stored("MEMORY") is None:
+
+    @register_job_type("MEMORY")
+    class MemoryJob(Job):
+        backend_path = MEMORY_BACKEND
+
+        class Meta:
+            proxy = True
+            app_label = "jobtower"
+
+    @register_job_type("COUNTING")
+    class CountingJob(Job):
+        backend_path = "tests.jobtypes:FileCountingBackend"
+
+        class Meta:
+            proxy = True
+            app_label = "jobtower"
+
+
+def submissions(path: Path) -> list[str]:
+    """Return the lines FileCountingBackend wrote."""
+    return path.read_text().splitlines() if path.exists() else []

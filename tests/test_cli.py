@@ -1,0 +1,89 @@
+"""The `jobtower` command: migrate, and serve the standalone site on a production server."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+JOBTOWER = str(Path(sys.executable).with_name("jobtower"))
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBTOWER_", "DJANGO_"))}
+    env["JOBTOWER_HOME"] = str(home)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_migrate_creates_the_sqlite_database(tmp_path: Path) -> None:
+    out = subprocess.run([JOBTOWER, "migrate"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "jobtower.sqlite3").is_file()
+    mode = subprocess.run(
+        [sys.executable, "-c", f"import sqlite3; print(sqlite3.connect({str(tmp_path / 'jobtower.sqlite3')!r})"
+         ".execute('pragma journal_mode').fetchone()[0])"],
+        capture_output=True, text=True,
+    )
+    assert mode.stdout.strip() == "wal"
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    env = _env(tmp_path) | {"JOBTOWER_DATABASE_URL": "mysql://x@localhost/db"}
+    out = subprocess.run([JOBTOWER, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "postgresql://" in out.stderr and "mysql://" in out.stderr
+
+
+def test_serve_runs_the_site_behind_gunicorn_and_lets_the_first_user_in(tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [JOBTOWER, "serve", "--port", str(port), "--workers", "1"],
+            env=_env(tmp_path), stdout=handle, stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                login_page = urllib.request.urlopen(f"{base}/accounts/login/", timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert login_page.status == 200
+        assert login_page.headers["Server"].startswith("gunicorn")
+        match = re.search(r"created the first user: (\S+) / (\S+)", log.read_text())
+        assert match, log.read_text()
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        anonymous = opener.open(f"{base}/")
+        assert anonymous.url.startswith(f"{base}/accounts/login/")
+        token = next(c.value for c in jar if c.name == "csrftoken")
+        form = urllib.parse.urlencode(
+            {"username": match[1], "password": match[2], "csrfmiddlewaretoken": token, "next": "/"}
+        ).encode()
+        request = urllib.request.Request(f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/"})
+        page = opener.open(request).read().decode()
+        assert "My jobs" in page and "You have no jobs yet." in page
+        static = urllib.request.urlopen(f"{base}/static/admin/css/base.css", timeout=5)
+        assert static.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
