@@ -476,3 +476,36 @@ def test_delete_of_a_job_whose_folder_is_a_symlink_removes_the_link_only(job_man
         job.delete()
     assert (precious / "data").read_text() == "keep"
     assert not (tmp_path / "ws" / f"job_{job.pk}").exists()
+
+
+def test_fast_insert_stores_every_field_and_sends_save_signals(job_manager, user) -> None:
+    from django.db.models.signals import post_save, pre_save
+
+    seen: list[tuple[str, bool]] = []
+
+    def on_pre(sender, instance, **kwargs):  # noqa: ANN001, ANN202
+        seen.append(("pre", instance.pk is None))
+
+    def on_post(sender, instance, created, **kwargs):  # noqa: ANN001, ANN202
+        seen.append(("post", created))
+
+    pre_save.connect(on_pre, sender=CondorJob)
+    post_save.connect(on_post, sender=CondorJob)
+    try:
+        job = job_manager.create_job(
+            name="fields_{id}", user=user, job_type="CONDOR", description="d ü",
+            extended_properties={"a": [1, {"b": None}]}, attributes={"request_cpus": 2},
+        )
+        job.save()
+    finally:
+        pre_save.disconnect(on_pre, sender=CondorJob)
+        post_save.disconnect(on_post, sender=CondorJob)
+    assert seen == [("pre", True), ("post", True)]
+    stored = Job.objects.get(pk=job.pk)
+    for field in ("name", "description", "label", "job_type", "user_id", "workspace",
+                  "extended_properties", "spec", "_status", "attempt", "creation_time"):
+        assert getattr(stored, field) == getattr(job, field), field
+    assert stored.execute_time is None and stored.status_message == ""
+    job.description = "changed"
+    job.save()  # an existing row goes through the ORM's UPDATE of the app fields
+    assert Job.objects.get(pk=job.pk).description == "changed"
