@@ -509,3 +509,26 @@ def test_fast_insert_stores_every_field_and_sends_save_signals(job_manager, user
     job.description = "changed"
     job.save()  # an existing row goes through the ORM's UPDATE of the app fields
     assert Job.objects.get(pk=job.pk).description == "changed"
+
+
+def test_pending_basic_job_marked_complete_still_processes_results(job_manager, user) -> None:
+    results_functions.CALLS.clear()
+    job = job_manager.create_job(name="p", user=user, job_type="BASIC",
+                                 process_results_function="tests.results_functions:record")
+    job.save()
+    job.status = "Complete"
+    assert job.status == "Complete" and results_functions.CALLS == [job.pk]
+
+
+def test_database_urls() -> None:
+    from pathlib import Path
+
+    from jobtower.db import database_settings
+
+    home = Path("/h")
+    assert database_settings(None, home)["NAME"] == "/h/jobtower.sqlite3"
+    assert database_settings("sqlite:///srv/x.sqlite3", home)["NAME"] == "/srv/x.sqlite3"
+    assert database_settings("sqlite:////srv/x.sqlite3", home)["NAME"] == "/srv/x.sqlite3"
+    pg = database_settings("postgresql://u:p%40ss@db.example:5433/jobs?sslmode=require", home)
+    assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == ("u", "p@ss", "db.example", "5433", "jobs")
+    assert pg["OPTIONS"] == {"sslmode": "require"}

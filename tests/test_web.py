@@ -84,3 +84,25 @@ def test_admin_shows_jobs_and_history_read_mostly(admin_client, job_manager, use
     assert page.status_code == 200 and b"Submitted" in page.content
     assert admin_client.get("/admin/jobtower/job/add/").status_code == 403
     assert admin_client.get("/admin/jobtower/jobevent/").status_code == 200
+
+
+def test_callback_accepts_tokens_of_a_rotated_key(client, job_manager, user, rf, settings) -> None:
+    job = job_manager.create_job(name="rot", user=user, job_type="BASIC")
+    job.save()
+    url = job_manager.get_job_status_callback_url(rf.get("/"), job.pk)
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-brand-new-key"
+    assert client.get(url).json() == {"success": True}
+    settings.SECRET_KEY_FALLBACKS = []
+    assert client.get(url).status_code == 403
+
+
+def test_admin_bulk_delete_goes_through_job_delete(admin_client, job_manager, user, memory) -> None:
+    job = job_manager.create_job(name="bulk", user=user, job_type="MEMORY")
+    job.execute()
+    response = admin_client.post(
+        "/admin/jobtower/job/", {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert ("cancel", job.pk) in memory.calls

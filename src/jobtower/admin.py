@@ -45,6 +45,13 @@ class JobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: Any) -> bool:
         return False  # jobs are created by apps, through create_job()
 
+    def delete_model(self, request: Any, obj: Job) -> None:
+        obj.delete()  # stops an active job and removes its own folder
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for job in queryset:  # each job through Job.delete(), never a bulk DELETE
+            job.delete()
+
 
 @admin.register(JobEvent)
 class JobEventAdmin(admin.ModelAdmin):

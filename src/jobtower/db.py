@@ -25,9 +25,12 @@ def database_settings(url: str | None, home: Path) -> dict[str, Any]:
         }
     parts = urlsplit(url)
     if parts.scheme in ("sqlite", "sqlite3"):
+        path = unquote(parts.path)
+        if path.startswith("//"):
+            path = path[1:]  # sqlite:////abs/file, the form dj-database-url users write
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": unquote(parts.path) or str(home / "jobtower.sqlite3"),
+            "NAME": path or str(home / "jobtower.sqlite3"),
             "OPTIONS": dict(SQLITE_OPTIONS),
         }
     if parts.scheme in ("postgres", "postgresql", "postgresql+psycopg"):

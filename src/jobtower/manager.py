@@ -154,6 +154,15 @@ def callback_token(job_id: int) -> str:
     return signing.Signer(salt="jobtower.callback").signature(str(int(job_id)))
 
 
+def valid_callback_token(job_id: int, token: str) -> bool:
+    """Return True when `token` was issued for `job_id` (with the current or a fallback key)."""
+    try:
+        signing.Signer(salt="jobtower.callback").unsign(f"{int(job_id)}:{token}")
+    except signing.BadSignature:
+        return False
+    return True
+
+
 # -- the one writer of status ---------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Job statuses and the legal moves between them, written down as data.
 
 The codes are the ones Tethys stores (so existing data and filters carry over); the display strings are
-the ones the Jobs API document shows. This module does no I/O: `JobManager.transition` applies the table
-in a guarded UPDATE.
+the ones the Jobs API document shows. This module does no I/O: `jobtower.manager.transition()` applies
+the table in a guarded UPDATE.
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ ACTIVE: frozenset[Status] = frozenset(
 _S = Status
 #: The legal moves: TRANSITIONS[a] is every status a job in status `a` may move to.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    _S.PENDING: frozenset({_S.SUBMITTED, _S.RUNNING, _S.COMPLETE, _S.ERROR, _S.ABORTED}),
+    _S.PENDING: frozenset(
+        {_S.SUBMITTED, _S.RUNNING, _S.RESULTS_READY, _S.COMPLETE, _S.ERROR, _S.ABORTED}
+    ),
     _S.SUBMITTED: frozenset(
         {_S.RUNNING, _S.VARIOUS, _S.PAUSED, _S.RESULTS_READY, _S.OTHER}
         | TERMINAL

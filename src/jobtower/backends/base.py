@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 class Observation:
     """What an engine says about one job: a status and, where useful, why."""
 
+    #: The status the engine reports.
     status: Status
+    #: Why, in words a user understands (an exit code, a hold reason); stored as status_message.
     message: str = ""
 
 

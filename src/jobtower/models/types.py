@@ -67,7 +67,7 @@ class CondorJob(CondorBase):
 
 @register_job_type("CONDORWORKFLOW")
 class CondorWorkflow(CondorBase):
-    """An HTCondor DAGMan workflow of job nodes."""
+    """An HTCondor DAGMan workflow: its settings (nodes arrive with the DAGMan engine)."""
 
     max_jobs = SpecField(dict, coerce=dict)
     config = SpecField("", coerce=str)

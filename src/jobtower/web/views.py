@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -37,7 +36,7 @@ def _may_call_back(request: HttpRequest, job: Job) -> bool:
     if not conf.get("CALLBACK_REQUIRES_TOKEN"):
         return True
     token = request.GET.get("token") or request.POST.get("token") or ""
-    if token and constant_time_compare(token, manager.callback_token(job.pk)):
+    if token and manager.valid_callback_token(job.pk, token):
         return True
     user = request.user
     return bool(user.is_authenticated and (user.pk == job.user_id or user.is_staff))
