@@ -11,8 +11,8 @@ import jobtower
 def test_all_is_the_curated_public_api() -> None:
     assert sorted(jobtower.__all__) == [
         "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "EngineUnavailable",
-        "InvalidTransition", "Job", "JobError", "JobEvent", "JobManager", "Status", "StopError",
-        "SubmitError", "Workspace", "job_types", "register_job_type",
+        "InvalidTransition", "Job", "JobError", "JobEvent", "JobManager", "LocalJob", "Status",
+        "StopError", "SubmitError", "Workspace", "job_types", "progress", "register_job_type",
     ]
     for name in jobtower.__all__:
         assert getattr(jobtower, name) is not None

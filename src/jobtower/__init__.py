@@ -13,12 +13,13 @@ from jobtower.errors import (
     StopError,
     SubmitError,
 )
+from jobtower.progress import progress
 from jobtower.registry import job_types, register_job_type
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
     from jobtower.manager import JobManager
-    from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent
+    from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob
 
 __version__ = "0.1.0"
 
@@ -34,11 +35,13 @@ __all__ = [
     "JobError",
     "JobEvent",
     "JobManager",
+    "LocalJob",
     "Status",
     "StopError",
     "SubmitError",
     "Workspace",
     "job_types",
+    "progress",
     "register_job_type",
 ]
 
@@ -50,6 +53,7 @@ _LAZY = {
     "BasicJob": "jobtower.models",
     "CondorJob": "jobtower.models",
     "CondorWorkflow": "jobtower.models",
+    "LocalJob": "jobtower.models",
 }
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import subprocess
 import sys
+import time
 from typing import Any, Sequence
 
 DEFAULT_SETTINGS = "jobtower.site.settings"
@@ -40,7 +42,7 @@ def ensure_first_user() -> tuple[str, str] | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Migrate, then serve the site with gunicorn (a production WSGI server)."""
+    """Migrate, start a LOCAL worker and the monitor, and serve the site with gunicorn."""
     _setup()
     from django.conf import settings
     from django.core.management import call_command
@@ -48,14 +50,195 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     call_command("migrate", interactive=False, verbosity=0)
     first = ensure_first_user()
-    connections.close_all()  # workers open their own connections after the fork
+    connections.close_all()  # every process opens its own connections
     bind = f"{args.host}:{args.port}"
     print(f"jobtower: serving http://{bind}/  (database: {settings.DATABASES['default']['NAME']})")
     if first:
         print(f"jobtower: created the first user: {first[0]} / {first[1]}  (change it in /admin/)")
     sys.stdout.flush()
-    _Gunicorn({"bind": bind, "workers": args.workers, "accesslog": "-" if args.access_log else None}).run()
+    helpers = []
+    if not args.no_worker:
+        worker = [sys.executable, "-m", "jobtower.cli", "worker"]
+        if args.concurrency:
+            worker += ["--concurrency", str(args.concurrency)]
+        helpers.append(subprocess.Popen(worker))
+        helpers.append(subprocess.Popen([sys.executable, "-m", "jobtower.cli", "monitor"]))
+    try:
+        _Gunicorn({"bind": bind, "workers": args.workers, "accesslog": "-" if args.access_log else None}).run()
+    finally:
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            try:
+                helper.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                helper.kill()
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run LOCAL jobs: claim Submitted ones and run up to --concurrency at once."""
+    _setup()
+    from jobtower.worker import LocalWorker
+
+    LocalWorker(concurrency=args.concurrency, name=args.name).run(until_idle=args.until_idle)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Keep every active job's status current."""
+    _setup()
+    from jobtower.monitor import Monitor
+
+    Monitor(interval=args.interval, name=args.name).run()
+    return 0
+
+
+def _cli_user(name: str | None) -> Any:
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    name = name or os.environ.get("JOBTOWER_USER") or "admin"
+    try:
+        return User.objects.get_by_natural_key(name)
+    except User.DoesNotExist:
+        raise SystemExit(
+            f"jobtower: there is no user {name!r}; pass --user NAME or create one with "
+            "`jobtower manage createsuperuser`"
+        ) from None
+
+
+def _cli_job(job_id: int) -> Any:
+    from jobtower.models import Job
+
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise SystemExit(f"jobtower: there is no job {job_id}")
+    return job
+
+
+class CliApp:
+    """The app that jobs submitted from the command line belong to."""
+
+    package = "jobtower_cli"
+    name = "jobtower command line"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Create and execute a LOCAL job running the given command."""
+    _setup()
+    from jobtower.manager import JobManager
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SystemExit("jobtower submit: give the command after --, e.g. jobtower submit -- python run.py")
+    options: dict[str, Any] = {"command": command}
+    if args.timeout:
+        options["timeout"] = args.timeout
+    if args.env:
+        options["environment"] = dict(item.split("=", 1) for item in args.env)
+    job = JobManager(CliApp).create_job(
+        name=args.name or "{id}: " + " ".join(command)[:200], user=_cli_user(args.user),
+        job_type="LOCAL", description=args.description or "", **options,
+    )
+    job.execute()
+    print(job.pk)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List the latest jobs: id, status, type, name."""
+    _setup()
+    from jobtower.models import Job
+
+    jobs = Job.objects.order_by("-id")
+    if args.user:
+        jobs = jobs.filter(user=_cli_user(args.user))
+    for job in reversed(list(jobs[: args.limit])):
+        progress = f" {job.progress:.0f}%" if job.progress is not None and job.status_code.is_active else ""
+        print(f"{job.pk:>7}  {job.status_code.display:<16}{progress:>5}  {job.job_type:<8} {job.name}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show one job: its record and its history."""
+    _setup()
+    job = _cli_job(args.job_id)
+    rows = [
+        ("id", job.pk), ("name", job.name), ("type", job.job_type), ("app", job.label),
+        ("user", job.user), ("status", job.status_code.display), ("message", job.status_message),
+        ("progress", "" if job.progress is None else f"{job.progress:g}% {job.progress_message}"),
+        ("attempt", job.attempt), ("created", job.creation_time), ("executed", job.execute_time),
+        ("started", job.start_time), ("completed", job.completion_time), ("run time", job.run_time),
+        ("folder", job.folder if job.workspace else ""), ("result", job.result),
+    ]
+    for key, value in rows:
+        print(f"{key:>10}: {'' if value is None else value}")
+    print("   history:")
+    for event in job.history():
+        print(f"            {event.time:%Y-%m-%d %H:%M:%S} {event.from_status} -> {event.to_status} "
+              f"({event.source}) {event.message}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a job's stdout (and stderr with --stderr); --follow keeps printing until it ends."""
+    _setup()
+    job = _cli_job(args.job_id)
+    stream = "stderr" if args.stderr else "stdout"
+    shown = 0
+    while True:
+        text = job.get_logs().get(stream, "")
+        sys.stdout.write(text[shown:])
+        sys.stdout.flush()
+        shown = len(text)
+        if not args.follow:
+            return 0
+        job.refresh_from_db()
+        if job.status_code.is_terminal:
+            sys.stdout.write(job.get_logs().get(stream, "")[shown:])
+            return 0
+        time.sleep(0.5)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop a job."""
+    _setup()
+    from jobtower.errors import JobError
+
+    job = _cli_job(args.job_id)
+    try:
+        job.stop()
+    except JobError as exc:
+        raise SystemExit(f"jobtower: {exc}") from None
+    print(f"job {job.pk}: {job.status_code.display}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Wait until a job ends, showing its progress; exit 0 if it completed, 1 otherwise."""
+    _setup()
+    job = _cli_job(args.job_id)
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    tty = sys.stderr.isatty()
+    while not job.status_code.is_terminal:
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"\njobtower: job {job.pk} is still {job.status_code.display}", file=sys.stderr)
+            return 2
+        bar = _bar(job.progress)
+        line = f"job {job.pk} {job.status_code.display:<10} {bar} {job.progress_message}"[:120]
+        print(("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        time.sleep(args.interval)
+        job.refresh_from_db()
+    print(f"\njob {job.pk}: {job.status_code.display} {job.status_message}".rstrip(), file=sys.stderr)
+    return 0 if job.status_code.value == "COM" else 1
+
+
+def _bar(progress: float | None, width: int = 30) -> str:
+    if progress is None:
+        return "[" + "." * width + "]"
+    done = int(width * max(0.0, min(progress, 100.0)) / 100)
+    return "[" + "#" * done + "." * (width - done) + f"] {progress:5.1f}%"
 
 
 def cmd_manage(args: argparse.Namespace) -> int:
@@ -105,7 +288,45 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--concurrency", type=int, help="LOCAL jobs run at once (default: cores)")
+    serve.add_argument("--no-worker", action="store_true", help="serve the site only")
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run LOCAL jobs")
+    worker.add_argument("--concurrency", type=int, help="jobs run at once (default: cores)")
+    worker.add_argument("--name")
+    worker.add_argument("--until-idle", action="store_true", help="exit when no job is left")
+    worker.set_defaults(func=cmd_worker)
+    monitor = sub.add_parser("monitor", help="keep every active job's status current")
+    monitor.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
+    monitor.add_argument("--name")
+    monitor.set_defaults(func=cmd_monitor)
+    submit = sub.add_parser("submit", help="run a command as a LOCAL job: jobtower submit -- CMD ...")
+    submit.add_argument("--name")
+    submit.add_argument("--description")
+    submit.add_argument("--user", help="owner (default: $JOBTOWER_USER or admin)")
+    submit.add_argument("--timeout", type=float)
+    submit.add_argument("--env", action="append", metavar="NAME=VALUE")
+    submit.add_argument("command", nargs=argparse.REMAINDER)
+    submit.set_defaults(func=cmd_submit)
+    listing = sub.add_parser("list", help="list the latest jobs")
+    listing.add_argument("--user")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(func=cmd_list)
+    for name, func, text in (("show", cmd_show, "show a job and its history"),
+                             ("stop", cmd_stop, "stop a job")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("job_id", type=int)
+        command.set_defaults(func=func)
+    logs = sub.add_parser("logs", help="print a job's output")
+    logs.add_argument("job_id", type=int)
+    logs.add_argument("--stderr", action="store_true")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+    wait = sub.add_parser("wait", help="wait for a job to end, with a progress bar")
+    wait.add_argument("job_id", type=int)
+    wait.add_argument("--timeout", type=float)
+    wait.add_argument("--interval", type=float, default=0.5)
+    wait.set_defaults(func=cmd_wait)
     manage = sub.add_parser("manage", help="run a Django management command, e.g. createsuperuser")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(func=cmd_manage)

@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     # The status callback URL carries a signed token, and requests without it (or a logged-in owner)
     # are refused. False accepts bare ids, as Tethys does.
     "CALLBACK_REQUIRES_TOKEN": True,
+    # Webhooks called on every status change: [{"url": ..., "secret": ...}] (see jobtower.webhooks).
+    "WEBHOOKS": [],
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -22,8 +23,6 @@ from jobtower.signals import job_status_changed
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
-    import datetime
-
     from django.http import HttpRequest
 
     from jobtower.appbase import AppBase
@@ -176,8 +175,11 @@ def transition(
     resubmit: bool = False,
     strict: bool = True,
     check_time: "datetime.datetime | None" = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Move `job` to `new` with a guarded UPDATE and a JobEvent row; return True if it moved.
+
+    `extra` holds engine facts written in the same UPDATE (the result, the progress).
 
     The UPDATE matches the status the job is known to be in, so a concurrent writer makes it match
     zero rows: then the status is re-read and the move is re-checked from there (or, with
@@ -207,6 +209,8 @@ def transition(
         now, values = _values_for(job, current, new, message, resubmit)
         if check_time is not None:
             values["last_status_check"] = check_time
+        if extra:
+            values.update(extra)
         with transaction.atomic():
             moved = Job.objects.filter(pk=job.pk, _status=current.value).update(**values)
             if moved:
@@ -251,7 +255,116 @@ def transition(
 
 def observe(job: Job, observation: Observation, *, source: str = "engine") -> bool:
     """Apply what an engine observed: a legal move is made, anything else is ignored."""
-    return transition(job, observation.status, source=source, message=observation.message, strict=False)
+    moved = transition(
+        job, observation.status, source=source, message=observation.message, strict=False,
+        extra=_facts(job, observation),
+    )
+    if not moved:
+        record_progress(job, observation)
+    return moved
+
+
+def _facts(job: Job, observation: Observation) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    if observation.result is not None:
+        facts["result"] = observation.result
+    if observation.progress is not None and observation.progress != job.progress:
+        facts["progress"] = observation.progress
+        facts["progress_message"] = observation.progress_message[:255]
+    return facts
+
+
+def record_progress(job: Job, observation: Observation) -> bool:
+    """Store a running job's reported progress when it changed (no status move, no event)."""
+    if observation.progress is None:
+        return False
+    message = observation.progress_message[:255]
+    if observation.progress == job.progress and message == job.progress_message:
+        return False
+    Job.objects.filter(pk=job.pk).update(progress=observation.progress, progress_message=message)
+    job._set(progress=observation.progress, progress_message=message)
+    return True
+
+
+def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str = "engine") -> int:
+    """Apply a poll's observations; moves that many jobs share are written in bulk. Return moves."""
+    groups: dict[tuple[Status, Status, str], list[Job]] = {}
+    moved = 0
+    for job, observation in pairs:
+        current, new = job.status_code, observation.status
+        simple = (
+            observation.result is None
+            and new is not current
+            and statuses.is_legal(current, new)
+            and not (new in (Status.COMPLETE, Status.VARIOUS_COMPLETE) and _has_results_step(job))
+        )
+        if simple:
+            record_progress(job, observation)
+            groups.setdefault((current, new, observation.message), []).append(job)
+        else:
+            moved += observe(job, observation, source=source)
+    for (current, new, message), jobs in groups.items():
+        moved += _move_many(jobs, current, new, message, source)
+    return moved
+
+
+def _move_many(jobs: list[Job], current: Status, new: Status, message: str, source: str) -> int:
+    """Move many jobs from `current` to `new` in one guarded UPDATE; retry the rest one by one."""
+    by_id = {job.pk: job for job in jobs}
+    now, values = _values_for(None, current, new, message, resubmit=False)
+    with transaction.atomic():
+        ids = list(
+            Job.objects.select_for_update()
+            .filter(pk__in=by_id, _status=current.value)
+            .values_list("pk", flat=True)
+        )
+        Job.objects.filter(pk__in=ids).update(**values)
+        if new in (Status.RUNNING, Status.VARIOUS):
+            Job.objects.filter(pk__in=ids, start_time__isnull=True).update(start_time=now)
+        JobEvent.objects.bulk_create(
+            JobEvent(job_id=pk, attempt=by_id[pk].attempt, from_status=current.value,
+                     to_status=new.value, time=now, source=source, message=message)
+            for pk in ids
+        )
+    for pk in ids:
+        job = by_id.pop(pk)
+        job._set(**values)
+        if new in (Status.RUNNING, Status.VARIOUS) and job.start_time is None:
+            job._set(start_time=now)
+        _announce(job, current, new, source, message)
+    # Those that changed meanwhile are re-checked from their new status.
+    late = sum(
+        transition(job, new, source=source, message=message, strict=False) for job in by_id.values()
+    )
+    return len(ids) + late
+
+
+def claim(job_types: Iterable[str], limit: int, *, source: str) -> list[Job]:
+    """Move up to `limit` Submitted jobs of `job_types` to Running for one worker; never twice."""
+    if limit <= 0:
+        return []
+    with transaction.atomic():
+        # FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock.
+        jobs = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(job_type__in=list(job_types), _status=Status.SUBMITTED.value)
+            .order_by("id")[:limit]
+        )
+        if not jobs:
+            return []
+        now = timezone.now()
+        values = {"_status": Status.RUNNING.value, "status_message": "", "start_time": now,
+                  "last_status_check": now}
+        Job.objects.filter(pk__in=[j.pk for j in jobs], _status=Status.SUBMITTED.value).update(**values)
+        JobEvent.objects.bulk_create(
+            JobEvent(job_id=j.pk, attempt=j.attempt, from_status=Status.SUBMITTED.value,
+                     to_status=Status.RUNNING.value, time=now, source=source)
+            for j in jobs
+        )
+    for job in jobs:
+        job._set(**values)
+        _announce(job, Status.SUBMITTED, Status.RUNNING, source, "")
+    return jobs
 
 
 def _illegal(job: Job, current: Status, new: Status) -> InvalidTransition:
@@ -273,7 +386,7 @@ def _illegal(job: Job, current: Status, new: Status) -> InvalidTransition:
 
 
 def _values_for(
-    job: Job, current: Status, new: Status, message: str, resubmit: bool
+    job: Job | None, current: Status, new: Status, message: str, resubmit: bool
 ) -> "tuple[datetime.datetime, dict[str, Any]]":
     now = timezone.now()
     values: dict[str, Any] = {"_status": new.value, "status_message": message}
@@ -281,7 +394,7 @@ def _values_for(
         values.update(attempt=F("attempt") + 1, execute_time=None, start_time=None, completion_time=None)
     elif new is Status.SUBMITTED and current is Status.PENDING:
         values["execute_time"] = now
-    elif new in (Status.RUNNING, Status.VARIOUS) and job.start_time is None:
+    elif new in (Status.RUNNING, Status.VARIOUS) and job is not None and job.start_time is None:
         values["start_time"] = now
     if new.is_terminal:
         values["completion_time"] = now
@@ -369,8 +482,36 @@ def refresh(job: Job, *, force: bool = False) -> bool:
 
 
 def request_check(job: Job) -> bool:
-    """Re-check a job at once (the status callback); never sets a status by itself."""
+    """Re-check a job at once (the status callback); never sets a status by itself.
+
+    With a monitor running, the job is flagged and the monitor checks it within a fraction of a
+    second; a burst of requests for one job costs one check. Without one, it is checked here.
+    """
+    if monitor_alive():
+        Job.objects.filter(pk=job.pk, check_requested__isnull=True).update(check_requested=timezone.now())
+        return False
     return refresh(job, force=True)
+
+
+_monitor_seen: list[float] = [0.0, 0.0]  # [checked at, alive until], per process
+
+
+def monitor_alive() -> bool:
+    """Return True when a monitor's heartbeat is recent (cached for a second)."""
+    import time
+
+    from jobtower.models import Worker
+
+    now = time.monotonic()
+    if now - _monitor_seen[0] > 1.0:
+        horizon = timezone.now() - datetime.timedelta(seconds=MONITOR_STALE_AFTER)
+        alive = Worker.objects.filter(kind="monitor", heartbeat__gte=horizon).exists()
+        _monitor_seen[:] = [now, 1.0 if alive else 0.0]
+    return bool(_monitor_seen[1])
+
+
+#: A monitor whose heartbeat is older than this many seconds is considered gone.
+MONITOR_STALE_AFTER = 15
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -379,9 +520,10 @@ def request_check(job: Job) -> bool:
 def execute(job: Job) -> None:
     """Save `job` and submit it exactly once: Pending -> Submitted is a compare-and-set."""
     job.save()
+    job.clean_spec()  # a job that cannot run is refused before anything moves: it stays Pending
     backend = job.get_backend()
     if backend is not None:
-        backend.check(job)  # refuses before anything moves: the job stays Pending
+        backend.check(job)
     try:
         transition(job, Status.SUBMITTED, source="execute", expected=Status.PENDING)
     except InvalidTransition as exc:

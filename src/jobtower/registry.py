@@ -60,3 +60,8 @@ def job_class(job_type: "str | type[Job]") -> type["Job"]:
 def class_for_stored(job_type: str) -> type["Job"] | None:
     """Return the class for a stored job_type value, or None when it is not registered."""
     return _BY_NAME.get(job_type)
+
+
+def registered_classes() -> list[tuple[str, type["Job"]]]:
+    """Return (canonical name, class) for every registered job type, aliases left out."""
+    return sorted({(cls.job_type_name, cls) for cls in _BY_NAME.values()}, key=lambda item: item[0])

@@ -19,6 +19,12 @@ class Observation:
     status: Status
     #: Why, in words a user understands (an exit code, a hold reason); stored as status_message.
     message: str = ""
+    #: Percent done, as the running job reported it (None: not reported).
+    progress: float | None = None
+    #: The job's own words about its progress ("year 15 of 30").
+    progress_message: str = ""
+    #: What the job returned (JSON), stored as job.result when it completes.
+    result: Any = None
 
 
 class Backend:
@@ -60,3 +66,6 @@ class Backend:
 
     def fetch_results(self, job: "Job") -> None:
         """Bring the job's outputs into its folder (before process_results_function runs)."""
+
+    def enforce(self, jobs: Sequence["Job"]) -> None:
+        """Apply engine-side limits (such as timeouts) to active jobs; called once per monitor cycle."""

@@ -1,6 +1,6 @@
 """The record: jobs of every type in one table, and their status history."""
 
-from jobtower.models.job import Job, JobEvent, SpecField
-from jobtower.models.types import BasicJob, CondorBase, CondorJob, CondorWorkflow
+from jobtower.models.job import Job, JobEvent, SpecField, Worker
+from jobtower.models.types import BasicJob, CondorBase, CondorJob, CondorWorkflow, LocalJob
 
-__all__ = ["BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "Job", "JobEvent", "SpecField"]
+__all__ = ["BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "Job", "JobEvent", "LocalJob", "SpecField", "Worker"]

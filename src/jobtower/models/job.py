@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import importlib
 import logging
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from django.db.models import signals
 from django.utils import timezone
 
 from jobtower import statuses
+from jobtower.dotted import function_path, resolve_function
 from jobtower.jsoncheck import check_json
 from jobtower.registry import class_for_stored
 from jobtower.statuses import Status
@@ -37,6 +37,10 @@ READ_ONLY = {
     "status_message": "it is set with the status: job.update_status(status, message=...)",
     "attempt": "resubmit() starts a new attempt",
     "last_status_check": "the manager records when it last asked the engine",
+    "check_requested": "the status callback sets it: job_manager.get_job_status_callback_url()",
+    "progress": "the running job reports it (jobtower.progress(percent, message))",
+    "progress_message": "the running job reports it (jobtower.progress(percent, message))",
+    "result": "it is what the job's function returned",
     "_status": "set job.status (a code or a display string) to change it",
 }
 
@@ -140,11 +144,20 @@ class Job(models.Model):
     start_time = models.DateTimeField(null=True, blank=True)
     completion_time = models.DateTimeField(null=True, blank=True)
     last_status_check = models.DateTimeField(null=True, blank=True)
+    # Set by the status callback; the monitor re-checks flagged jobs at once (a burst costs one check).
+    check_requested = models.DateTimeField(null=True, blank=True)
+    progress = models.FloatField(null=True, blank=True, help_text="percent done, as the job reports it")
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+    result = models.JSONField(null=True, blank=True, help_text="what the job returned (JSON)")
 
     class Meta:
         app_label = "jobtower"
         ordering = ["id"]
         indexes = [
+            models.Index(
+                fields=["check_requested"], name="jobtower_check_requested",
+                condition=models.Q(check_requested__isnull=False),
+            ),
             # list_jobs(user=...) of one app, first page by id: one index range scan.
             models.Index(fields=["label", "user", "id"], name="jobtower_label_user_id"),
             models.Index(fields=["label", "id"], name="jobtower_label_id"),
@@ -323,6 +336,9 @@ class Job(models.Model):
 
     # -- engine -----------------------------------------------------------------------------------
 
+    def clean_spec(self) -> None:
+        """Check the job type's settings before execute(); raise ValueError naming what is wrong."""
+
     def get_backend(self) -> "Backend | None":
         """Return the engine backend that runs this job type, or None when the app drives it."""
         from jobtower.backends import get_backend
@@ -374,6 +390,26 @@ class Job(models.Model):
         return f"{self.job_type} job {self.pk}: {self.name}"
 
 
+class Worker(models.Model):
+    """A running worker or monitor process, known by its heartbeat."""
+
+    name = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=16, help_text="worker or monitor")
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    started = models.DateTimeField(default=timezone.now)
+    heartbeat = models.DateTimeField(default=timezone.now)
+    capacity = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        app_label = "jobtower"
+        ordering = ["kind", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
 class JobEvent(models.Model):
     """One status move of a job: the job's history, appended by the manager only."""
 
@@ -394,42 +430,3 @@ class JobEvent(models.Model):
             f"job {self.job_id}: {Status(self.from_status).display} -> "
             f"{Status(self.to_status).display} ({self.source})"
         )
-
-
-def function_path(value: Callable[..., Any] | str) -> str:
-    """Return an importable "module:name" path for a callable or a dotted path, checking it."""
-    if callable(value) and not isinstance(value, str):
-        module = getattr(value, "__module__", None)
-        qualname = getattr(value, "__qualname__", "")
-        if not module or "<" in qualname:
-            raise ValueError(
-                f"process_results_function {value!r} cannot be stored: use a module-level "
-                "function (not a lambda or a nested function) or its dotted path 'pkg.module:func'"
-            )
-        path = f"{module}:{qualname}"
-    elif isinstance(value, str):
-        path = value.strip()
-    else:
-        raise TypeError(
-            f"process_results_function must be a callable or a dotted path, not {type(value).__name__}"
-        )
-    resolve_function(path)
-    return path
-
-
-def resolve_function(path: str) -> Callable[..., Any]:
-    """Import and return the callable that a "module:name" or "module.name" path names."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(f"{path!r} is not a dotted path; write it as 'pkg.module:function'")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import process_results_function {path!r}: {exc}") from exc
-    if not callable(target):
-        raise ValueError(f"process_results_function {path!r} is not callable")
-    return target

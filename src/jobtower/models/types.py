@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
 
 from jobtower.models.job import Job, SpecField
@@ -75,3 +77,64 @@ class CondorWorkflow(CondorBase):
     class Meta:
         proxy = True
         app_label = "jobtower"
+
+
+def _argv(value: Any) -> list[str]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            "command must be an argv list such as ['python', 'run_model.py', '--years', '30']; "
+            "it never runs through a shell"
+        )
+    argv = [str(item) for item in value]
+    if not argv or not argv[0]:
+        raise ValueError("command must name a program: ['python', 'run_model.py']")
+    return argv
+
+
+def _environment(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError("environment must be a dict of names to strings, e.g. {'OMP_NUM_THREADS': '1'}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _timeout(value: Any) -> float:
+    seconds = float(value)
+    if seconds <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+@register_job_type("LOCAL")
+class LocalJob(Job):
+    """A command or a Python function run on this machine by `jobtower worker`, supervised."""
+
+    backend_path = "jobtower.backends.local:LocalBackend"
+    command = SpecField(None, coerce=_argv)
+    function = SpecField(None, coerce=str)
+    args = SpecField(list, coerce=list)
+    kwargs = SpecField(dict, coerce=dict)
+    environment = SpecField(dict, coerce=_environment)
+    timeout = SpecField(None, coerce=_timeout)
+
+    class Meta:
+        proxy = True
+        app_label = "jobtower"
+
+    def clean_spec(self) -> None:
+        """Check that the job says what to run: exactly one of `command` and `function`."""
+        if bool(self.command) == bool(self.function):
+            raise ValueError(
+                f"LOCAL job {self.pk or ''} needs exactly one of command=['prog', 'arg', ...] or "
+                "function='package.module:function' (with args=[...], kwargs={...})"
+            )
+        if self.command and "/" not in self.command[0]:
+            path = (self.environment or {}).get("PATH", os.environ.get("PATH", ""))
+            if shutil.which(self.command[0], path=path) is None:
+                raise ValueError(
+                    f"LOCAL job command {self.command[0]!r} was not found on PATH; give its full "
+                    "path or install it (the job runs with the worker's PATH plus `environment`)"
+                )
+        if self.function:
+            from jobtower.dotted import function_path
+
+            function_path(self.function)

@@ -1,0 +1,310 @@
+"""LOCAL jobs: processes on this machine, each under a small supervisor that records its exit.
+
+Every attempt of a job has its own folder, `<job folder>/attempts/<n>/`, which holds everything the
+engine knows, so the outcome survives the death of the worker that started it:
+
+    run.json        what was run (argv, environment names, timeout)
+    supervisor.pid  the supervisor's pid, which is also the process group of the whole job
+    stdout.txt      the job's standard output; stderr.txt its standard error
+    exit.json       written by the supervisor when the job ends: {"exit_code": n, "end_time": t}
+    progress.json   written by the job (jobtower.progress()): {"percent": p, "message": "..."}
+    result.json     a function job's return value
+    stopped, paused, timed_out   markers left by stop(), pause() and the timeout
+
+The supervisor is bash (a few milliseconds to start, unlike a Python interpreter) running the job in
+the foreground of its own session; the job's current directory is the job folder itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from django.utils import timezone
+
+from jobtower.backends.base import Backend, Observation
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.models import Job
+
+#: bash: record our pid (= the job's process group), run the job, record how it ended.
+#: The job runs in the background so that SIGTERM to the group (stop, timeout) ends the job while
+#: the supervisor, whose TERM handler does nothing, lives on to record the exit. SIGKILL ends both.
+SUPERVISOR = r"""
+d=$1; shift
+echo $$ > "$d/supervisor.pid"
+trap : TERM
+"$@" </dev/null >"$d/stdout.txt" 2>"$d/stderr.txt" &
+child=$!
+wait $child; code=$?
+while kill -0 $child 2>/dev/null; do wait $child; code=$?; done
+printf '{"exit_code": %d, "end_time": %s}\n' "$code" "$EPOCHREALTIME" > "$d/exit.json"
+"""
+BASH = "/bin/bash"
+#: Seconds a stopped job gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE = 5.0
+#: Seconds after a claim during which a job without a supervisor is still starting, not lost.
+START_GRACE = 30.0
+#: How much of the end of each log get_logs() returns.
+LOG_TAIL_BYTES = 1_000_000
+STDERR_LINES_IN_MESSAGE = 5
+
+
+def attempt_dir(job: "Job") -> Path:
+    """Return the folder of the job's current attempt."""
+    return job.folder / "attempts" / str(job.attempt)
+
+
+def read_json(path: Path) -> Any:
+    """Return the JSON in `path`, or None when it is missing or not complete yet."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def tail(path: Path, limit: int) -> str:
+    """Return the last `limit` bytes of a text file (with a note when the start was cut)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - limit))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if size > limit:
+        text = f"[... {size - limit} earlier bytes not shown ...]\n" + text.split("\n", 1)[-1]
+    return text
+
+
+def supervisor_pid(folder: Path) -> int | None:
+    """Return the pid of the attempt's supervisor while it runs, else None."""
+    try:
+        pid = int((folder / "supervisor.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_our_supervisor(pid, folder) else None
+
+
+def _is_our_supervisor(pid: int, folder: Path) -> bool:
+    # The pid may have been reused: it is ours only if its command line names this attempt's folder.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(folder).encode() in cmdline.split(b"\0")
+
+
+def group_alive(pgid: int) -> bool:
+    """Return True while any process of group `pgid` is alive (zombies do not count)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate_group(pgid: int, grace: float = STOP_GRACE) -> None:
+    """End a job's whole process group: SIGTERM, then SIGKILL after `grace` seconds."""
+    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGCONT)  # a paused job must run to handle SIGTERM
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def run_argv(job: "Job") -> list[str]:
+    """Return what the supervisor runs for a job: its command, or the runner of its function."""
+    if job.command:
+        return list(job.command)
+    return [sys.executable, "-m", "jobtower.backends.local_runner", str(attempt_dir(job))]
+
+
+def spawn(job: "Job", *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start the job's supervisor in a new session and return it (the caller reaps it)."""
+    folder = attempt_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # A function job imports what the server that accepted it could import.
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)))
+    env.update(job.environment or {})
+    env.update(
+        JOBTOWER_JOB_ID=str(job.pk),
+        JOBTOWER_ATTEMPT=str(job.attempt),
+        JOBTOWER_JOB_FOLDER=str(job.folder),
+        JOBTOWER_PROGRESS_FILE=str(folder / "progress.json"),
+        **(extra_env or {}),
+    )
+    spec = {
+        "argv": run_argv(job),
+        "function": job.function,
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "environment": sorted((job.environment or {}).keys()),
+        "timeout": job.timeout,
+        "started": timezone.now().isoformat(),
+    }
+    (folder / "run.json").write_text(json.dumps(spec, indent=1))
+    return subprocess.Popen(
+        [BASH, "-c", SUPERVISOR, "jobtower-supervisor", str(folder), *spec["argv"]],
+        cwd=job.folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def _exit_message(code: int, folder: Path) -> str:
+    if code > 128:
+        try:
+            how = f"killed by {signal.Signals(code - 128).name}"
+        except ValueError:
+            how = f"exit code {code}"
+    elif code == 127:
+        how = "exit code 127 (program not found)"
+    else:
+        how = f"exit code {code}"
+    lines = tail(folder / "stderr.txt", 64_000).rstrip().splitlines()[-STDERR_LINES_IN_MESSAGE:]
+    return how + (": " + "\n".join(lines) if lines else "")
+
+
+class LocalBackend(Backend):
+    """Runs LOCAL jobs as supervised processes; `jobtower worker` starts them, files tell how they end."""
+
+    name = "local"
+
+    def submit(self, job: "Job") -> None:
+        """Prepare the attempt's folder; a worker claims the Submitted job and starts it."""
+        attempt_dir(job).mkdir(parents=True, exist_ok=True)
+
+    def observe_one(self, job: "Job") -> Observation | None:
+        """Return what the attempt's files and processes say about one job (None: nothing new)."""
+        folder = attempt_dir(job)
+        progress = read_json(folder / "progress.json") or {}
+        percent = progress.get("percent") if isinstance(progress, dict) else None
+        extra: dict[str, Any] = {}
+        if isinstance(percent, (int, float)):
+            extra = {"progress": float(percent), "progress_message": str(progress.get("message", ""))}
+        ended = read_json(folder / "exit.json")
+        if isinstance(ended, dict) and "exit_code" in ended:
+            code = int(ended["exit_code"])
+            if (folder / "stopped").exists():
+                return Observation(Status.ABORTED, "stopped by a user", **extra)
+            if (folder / "timed_out").exists():
+                return Observation(Status.ERROR, f"timed out: it ran longer than its timeout of {job.timeout:g} s", **extra)
+            if code == 0:
+                result = read_json(folder / "result.json") if job.function else None
+                if result is not None:
+                    result = result.get("value")
+                return Observation(Status.COMPLETE, "", result=result, **extra)
+            return Observation(Status.ERROR, _exit_message(code, folder), **extra)
+        if supervisor_pid(folder) is not None:
+            paused = (folder / "paused").exists()
+            return Observation(Status.PAUSED if paused else Status.RUNNING, "", **extra)
+        if (folder / "stopped").exists():
+            return Observation(Status.ABORTED, "stopped by a user")
+        if (folder / "timed_out").exists():
+            return Observation(Status.ERROR, f"timed out: it ran longer than its timeout of {job.timeout:g} s")
+        if not (folder / "supervisor.pid").exists():
+            if job.status_code in (Status.SUBMITTED, Status.PAUSED):
+                return None  # waiting for a worker to claim it
+            started = job.start_time
+            if started is not None and (timezone.now() - started).total_seconds() < START_GRACE:
+                return None  # claimed a moment ago: its supervisor is starting
+        return Observation(
+            Status.ERROR,
+            "lost: the job's supervisor is gone and left no exit code "
+            "(the machine restarted, or the process was killed from outside)",
+        )
+
+    def poll(self, jobs: Sequence["Job"]) -> dict[int, Observation]:
+        """Read every job's attempt folder once; no engine to call."""
+        found: dict[int, Observation] = {}
+        for job in jobs:
+            observation = self.observe_one(job)
+            if observation is not None:
+                found[job.pk] = observation
+        return found
+
+    def enforce(self, jobs: Sequence["Job"]) -> None:
+        """End the jobs that ran past their timeout (the exit then reads as Error: timed out)."""
+        now = timezone.now()
+        for job in jobs:
+            if not job.timeout or job.start_time is None or job.status_code is not Status.RUNNING:
+                continue
+            if (now - job.start_time).total_seconds() < job.timeout:
+                continue
+            folder = attempt_dir(job)
+            pid = supervisor_pid(folder)
+            if pid is None:
+                continue
+            marker = folder / "timed_out"
+            if not marker.exists():
+                marker.touch()
+                _signal_group(pid, signal.SIGTERM)
+            elif time.time() - marker.stat().st_mtime > STOP_GRACE:
+                _signal_group(pid, signal.SIGKILL)
+
+    def cancel(self, job: "Job") -> None:
+        """Mark the attempt stopped and end its whole process group (TERM, then KILL)."""
+        folder = attempt_dir(job)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "stopped").touch()
+        pid = supervisor_pid(folder)
+        if pid is not None:
+            terminate_group(pid)
+
+    def hold(self, job: "Job") -> None:
+        """Stop the job's processes where they are (SIGSTOP to the group)."""
+        folder = attempt_dir(job)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "paused").touch()
+        pid = supervisor_pid(folder)
+        if pid is not None:
+            _signal_group(pid, signal.SIGSTOP)
+
+    def release(self, job: "Job") -> Status:
+        """Let a paused job go on (SIGCONT); one that never started goes back to the queue."""
+        folder = attempt_dir(job)
+        (folder / "paused").unlink(missing_ok=True)
+        pid = supervisor_pid(folder)
+        if pid is None:
+            return Status.SUBMITTED
+        _signal_group(pid, signal.SIGCONT)
+        return Status.RUNNING
+
+    def logs(self, job: "Job") -> dict[str, Any]:
+        """Return the end of the current attempt's stdout and stderr."""
+        folder = attempt_dir(job)
+        return {
+            "stdout": tail(folder / "stdout.txt", LOG_TAIL_BYTES),
+            "stderr": tail(folder / "stderr.txt", LOG_TAIL_BYTES),
+        }

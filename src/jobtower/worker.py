@@ -1,0 +1,136 @@
+"""`jobtower worker`: claims Submitted LOCAL jobs from the database and runs them, supervised."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from django.db import connections
+from django.utils import timezone
+
+from jobtower import manager
+from jobtower.backends import get_backend
+from jobtower.backends import local
+from jobtower.registry import registered_classes
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.models import Job
+
+log = logging.getLogger("jobtower.worker")
+
+HEARTBEAT_EVERY = 5.0
+
+
+def local_job_types() -> list[str]:
+    """Return the registered job types that run on the local engine."""
+    from jobtower.models import LocalJob
+
+    return [name for name, cls in registered_classes() if cls.backend_path == LocalJob.backend_path]
+
+
+class Heartbeat:
+    """A row in the Worker table that says this process is alive."""
+
+    def __init__(self, kind: str, name: str, capacity: int = 0) -> None:
+        self.kind, self.name, self.capacity = kind, name, capacity
+        self.last = 0.0
+
+    def beat(self, running: int = 0, *, force: bool = False) -> None:
+        """Refresh the heartbeat (at most every few seconds unless forced)."""
+        from jobtower.models import Worker
+
+        now = time.monotonic()
+        if not force and now - self.last < HEARTBEAT_EVERY:
+            return
+        self.last = now
+        Worker.objects.update_or_create(
+            name=self.name,
+            defaults={"kind": self.kind, "host": socket.gethostname(), "pid": os.getpid(),
+                      "heartbeat": timezone.now(), "capacity": self.capacity, "running": running},
+            create_defaults={"kind": self.kind, "host": socket.gethostname(), "pid": os.getpid(),
+                             "capacity": self.capacity, "running": running},
+        )
+
+    def remove(self) -> None:
+        """Say goodbye: delete the row."""
+        from jobtower.models import Worker
+
+        Worker.objects.filter(name=self.name).delete()
+
+
+class LocalWorker:
+    """Runs up to `concurrency` LOCAL jobs at once; each under a supervisor that outlives us."""
+
+    def __init__(self, *, concurrency: int | None = None, name: str | None = None, idle_sleep: float = 0.1) -> None:
+        self.concurrency = concurrency or os.cpu_count() or 1
+        self.name = name or f"worker@{socket.gethostname()}:{os.getpid()}"
+        self.idle_sleep = idle_sleep
+        self.backend = get_backend("jobtower.backends.local:LocalBackend")
+        self.job_types = local_job_types()
+        self.running: dict[int, tuple["Job", subprocess.Popen[bytes]]] = {}
+        self.heartbeat = Heartbeat("worker", self.name, self.concurrency)
+
+    def step(self) -> bool:
+        """Finish what ended, enforce timeouts, claim and start new jobs; True if anything happened."""
+        self.heartbeat.beat(len(self.running))
+        finished = [job for job, process in self.running.values() if process.poll() is not None]
+        for job in finished:
+            del self.running[job.pk]
+        if finished:
+            seen = self.backend.poll(finished)
+            manager.apply_observations(
+                [(job, seen[job.pk]) for job in finished if job.pk in seen], source="worker"
+            )
+        if self.running:
+            self.backend.enforce([job for job, _ in self.running.values()])
+        claimed = manager.claim(self.job_types, self.concurrency - len(self.running), source="worker")
+        for job in claimed:
+            self._start(job)
+        return bool(finished or claimed)
+
+    def _start(self, job: "Job") -> None:
+        try:
+            process = local.spawn(job)
+        except Exception as exc:
+            log.exception("could not start job %s", job.pk)
+            manager.transition(
+                job, Status.ERROR, source="worker", strict=False,
+                message=f"could not start: {type(exc).__name__}: {exc}",
+            )
+            return
+        self.running[job.pk] = (job, process)
+        if (local.attempt_dir(job) / "stopped").exists():
+            # stop() raced with our claim: it found no process yet, so end the one we just started.
+            local.terminate_group(process.pid)
+
+    def run(self, stop: threading.Event | None = None, *, until_idle: bool = False) -> None:
+        """Work until `stop` is set or SIGTERM/SIGINT (or, with until_idle, no work is left)."""
+        stop = stop or threading.Event()
+        _stop_on_signals(stop)
+        self.heartbeat.beat(force=True)
+        log.info("%s: running up to %d LOCAL jobs at once", self.name, self.concurrency)
+        try:
+            while not stop.is_set():
+                busy = self.step()
+                if until_idle and not busy and not self.running:
+                    break
+                if not busy:
+                    stop.wait(self.idle_sleep)
+        finally:
+            # Running jobs keep going under their supervisors; the monitor records how they end.
+            self.heartbeat.remove()
+            connections.close_all()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
