@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,12 @@ def fmt(value) -> str:
     return str(value)
 
 
+def qw_fmt(q, w) -> str:
+    if q is None or w is None:
+        return "n/a"
+    return f"{q:.3g}/{w:.3g}"
+
+
 def ratio(kind: str, jt, te) -> str:
     if not isinstance(jt, (int, float)) or not isinstance(te, (int, float)) or not jt or not te:
         return "n/a"
@@ -103,6 +110,25 @@ def get(run: dict | None, section: str, key: str | None):
     return run.get(section, {}).get(key)
 
 
+def combine(runs: list[dict]) -> dict | None:
+    """One run's shape, with every number replaced by its median over the successful `runs`."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0] if runs else None
+    merged = json.loads(json.dumps(good[0]))
+    for section, values in merged.items():
+        if not isinstance(values, dict) or section in ("versions", "params"):
+            continue
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                samples = [r[section][key] for r in good if isinstance(r.get(section, {}).get(key), (int, float))]
+                values[key] = statistics.median(samples)
+            elif isinstance(value, list):
+                values[key] = sorted({v for r in good for v in r.get(section, {}).get(key, [])})
+    merged["repeats"] = len(good)
+    return merged
+
+
 def table(db: str, jt: dict | None, te: dict | None) -> str:
     head = ("metric", "jobtower", "tethys", "ratio", "jobtower q/w", "tethys q/w")
     rows = [head]
@@ -111,7 +137,7 @@ def table(db: str, jt: dict | None, te: dict | None) -> str:
         qw = []
         for run in (jt, te):
             q, w = get(run, section, qkey), get(run, section, wkey)
-            qw.append("" if qkey is None else f"{fmt(q)}/{fmt(w)}")
+            qw.append("" if qkey is None else qw_fmt(q, w))
         rows.append((label, fmt(a), fmt(b), ratio(kind, a, b), *qw))
     statuses = [", ".join(get(run, "status_read", "statuses") or []) or "n/a" for run in (jt, te)]
     rows.append(("statuses seen", *statuses, "", "", ""))
@@ -137,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", choices=("both",) + IMPLS, default="both")
     ap.add_argument("--quick", action="store_true", help="n_create 1000, n_table 10000, n_status 200")
     ap.add_argument(
+        "--repeat", type=int, default=1,
+        help="run every (db, impl) pair N times, alternating implementations; the table shows medians",
+    )
+    ap.add_argument(
         "--pg", default=os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
         help="PostgreSQL server URL without database (env JOBTOWER_BENCH_PG); needs CREATEDB rights",
     )
@@ -161,16 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="jobtower-bench-") as scratch:
         for db in dbs:
-            for impl in impls:
-                if impl in skipped:
-                    runs.append({"impl": impl, "db": db, "error": skipped[impl]})
-                    continue
-                runs.append(run_one(pythons[impl], impl, db, sizes, scratch, args.pg))
+            for rep in range(max(args.repeat, 1)):
+                for impl in impls:
+                    if impl in skipped:
+                        if rep == 0:
+                            runs.append({"impl": impl, "db": db, "error": skipped[impl]})
+                        continue
+                    runs.append(run_one(pythons[impl], impl, db, sizes, scratch, args.pg))
 
     report = {
         "started": started.isoformat(timespec="seconds"),
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "sizes": sizes,
+        "repeat": max(args.repeat, 1),
         "runs": runs,
     }
     os.makedirs(RESULTS, exist_ok=True)
@@ -181,10 +214,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"core workload: n_create={sizes['n_create']} n_table={sizes['n_table']} n_status={sizes['n_status']}")
     print("ratio = how many times better jobtower is (tethys time / jobtower time, or jobtower rate / tethys rate)")
-    print("q/w = SQL statements / writes per operation (transaction control not counted)\n")
+    print("q/w = SQL statements / writes per operation (transaction control not counted)")
+    if args.repeat > 1:
+        print(f"figures are medians of {args.repeat} runs per implementation and database")
+    print()
     for db in dbs:
-        by_impl = {r["impl"]: r for r in runs if r["db"] == db}
-        print(table(db, by_impl.get("jobtower"), by_impl.get("tethys")))
+        by_impl = {impl: combine([r for r in runs if r["db"] == db and r["impl"] == impl]) for impl in IMPLS}
+        print(table(db, by_impl["jobtower"], by_impl["tethys"]))
         print()
     print(f"raw results: {os.path.relpath(path)}")
     return 1 if any("error" in r for r in runs) else 0

@@ -197,7 +197,7 @@ def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
         name = APP_NAME
         root_url = "bench-app"
 
-    def fill(count: int, users: list, job_manager) -> None:
+    def fill(count: int, users: list, workspaces: dict) -> None:
         # BasicJob uses multi-table inheritance, which bulk_create refuses: insert the TethysJob rows
         # with bulk_create (ids come back on PostgreSQL and SQLite >= 3.35), then the BasicJob rows.
         from django.db import connection, transaction
@@ -207,7 +207,6 @@ def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
             f"INSERT INTO {connection.ops.quote_name(child.db_table)} "
             f"({connection.ops.quote_name(child.pk.column)}) VALUES (%s)"
         )
-        workspaces = {u.pk: os.path.join(workspace, APP_PACKAGE, "user_workspaces", u.username) for u in users}
         done = 0
         while done < count:
             n = min(FILL_BATCH, count - done)
@@ -260,22 +259,25 @@ def configure_jobtower(db: dict, workspace: str) -> types.SimpleNamespace:
         package = APP_PACKAGE
         name = APP_NAME
 
-    def fill(count: int, users: list, job_manager) -> None:
+    def fill(count: int, users: list, workspaces: dict) -> None:
         from django.db import transaction
 
         done = 0
         while done < count:
             n = min(FILL_BATCH, count - done)
-            rows = [
-                Job(
-                    user=users[k % len(users)],
-                    label=APP_PACKAGE,
-                    job_type="BASIC",
-                    name=f"fill_{k}",
-                    description="bench job",
+            rows = []
+            for k in range(done, done + n):
+                user = users[k % len(users)]
+                rows.append(
+                    Job(
+                        user=user,
+                        label=APP_PACKAGE,
+                        job_type="BASIC",
+                        name=f"fill_{k}",
+                        description="bench job",
+                        workspace=workspaces[user.pk],
+                    )
                 )
-                for k in range(done, done + n)
-            ]
             with transaction.atomic():
                 Job.objects.bulk_create(rows)
             done += n
@@ -325,7 +327,7 @@ def percentile(samples: list[float], pct: float) -> float:
 
 
 def ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
+    return round(seconds * 1000.0, 4)
 
 
 # --------------------------------------------------------------------------- the workload (shared)
@@ -363,7 +365,11 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
     if missing > 0:
         log(f"fill: {missing} more jobs")
         t0 = time.perf_counter()
-        env.fill(missing, users, job_manager)
+        # each user's workspace as create_job fills it in (an unsaved job: nothing is written)
+        workspaces = {
+            u.pk: job_manager.create_job(name="probe", user=u, job_type="BASIC").workspace for u in users
+        }
+        env.fill(missing, users, workspaces)
         log(f"fill: done in {time.perf_counter() - t0:.1f}s")
     total = job_manager.list_jobs().count()
     log(f"table holds {total} jobs for {APP_PACKAGE}")

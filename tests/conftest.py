@@ -73,3 +73,59 @@ def set_status() -> Any:
         job._set(_status=status.value)
 
     return force
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something true; fail with `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def local_worker(transactional_db: Any) -> Any:
+    """A LOCAL worker running in a thread of the test process (jobs are real processes)."""
+    import threading
+
+    from jobtower.worker import LocalWorker
+
+    stop = threading.Event()
+    worker = LocalWorker(concurrency=4, idle_sleep=0.02)
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    yield worker
+    stop.set()
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def engine_env(transactional_db: Any) -> dict[str, str]:
+    """Environment for a `jobtower worker`/`monitor` subprocess on the test database."""
+    import sys
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        url = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    else:
+        url = f"sqlite://{db['NAME']}"
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBTOWER_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        JOBTOWER_DATABASE_URL=url,
+        JOBTOWER_TEST_HOME=str(settings.JOBTOWER["HOME"]),
+        PYTHONPATH=os.pathsep.join([root, env.get("PYTHONPATH", "")]),
+        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+    )
+    return env

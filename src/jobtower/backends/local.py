@@ -239,6 +239,8 @@ class LocalBackend(Backend):
             started = job.start_time
             if started is not None and (timezone.now() - started).total_seconds() < START_GRACE:
                 return None  # claimed a moment ago: its supervisor is starting
+            # Claimed, but its worker died before starting it: it never ran, so it queues again.
+            return Observation(Status.SUBMITTED, "queued again: its worker stopped before starting it")
         return Observation(
             Status.ERROR,
             "lost: the job's supervisor is gone and left no exit code "

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from django.conf import settings
 from django.db import connections, models, router, transaction
-from django.db.models import signals
+from django.db.models import Model, signals
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from jobtower import statuses
@@ -98,6 +99,11 @@ class SpecField:
             value = self.coerce(value)
         check_json(value, f"{type(job).__name__}.{self.name}")
         job.spec[self.name] = value
+
+
+@functools.cache
+def _attnames(cls: type) -> tuple[str, ...]:
+    return tuple(f.attname for f in cls._meta.concrete_fields)
 
 
 @functools.cache
@@ -195,10 +201,30 @@ class Job(models.Model):
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> "Job":
-        """Build the job as the class of its own type (a proxy of Job, so no join is needed)."""
+        """Build the job as the class of its own type (a proxy of Job, so no join is needed).
+
+        Lists build many jobs: a full row is put straight into the instance (as Model.__init__
+        would, without its per-field setattr); partial rows take Django's usual path.
+        """
+        attnames = _attnames(cls)
+        if len(values) == len(attnames) and tuple(field_names) == attnames:
+            state = dict(zip(attnames, values))
+            klass = class_for_stored(state["job_type"])
+            if klass is None or not issubclass(klass, cls):
+                klass = cls
+            job = Model.__new__(klass)
+            job._state = ModelState()
+            job._state.adding = False
+            job._state.db = db
+            state["_pending_groups"] = None
+            state["_sealed"] = True
+            job.__dict__.update(state)
+            if signals.post_init.has_listeners(klass):
+                signals.post_init.send(sender=klass, instance=job)
+            return job
         job = super().from_db(db, field_names, values)
         klass = class_for_stored(job.__dict__.get("job_type", ""))
-        if klass is not None and klass is not cls and issubclass(klass, Job):
+        if klass is not None and klass is not cls and issubclass(klass, cls):
             job.__class__ = klass
         return job
 

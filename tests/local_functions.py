@@ -1,0 +1,34 @@
+"""Functions that LOCAL function jobs run in the tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import jobtower
+
+
+def add(a: int, b: int, *, scale: int = 1) -> dict:
+    """Return a JSON result."""
+    return {"sum": (a + b) * scale, "cwd": os.getcwd()}
+
+
+def fail(reason: str) -> None:
+    """Raise like a broken model does."""
+    raise ValueError(f"model diverged: {reason}")
+
+
+def not_json() -> object:
+    """Return something JSON cannot hold."""
+    return {1, 2}
+
+
+def report_progress(flag: str) -> str:
+    """Report 50% and wait until the test creates `flag`, then finish."""
+    jobtower.progress(50, "year 15 of 30")
+    deadline = time.time() + 60
+    while not Path(flag).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    jobtower.progress(100, "done")
+    return "finished"

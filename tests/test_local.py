@@ -1,0 +1,199 @@
+"""LOCAL jobs with real processes: success, failure, timeout, stop, pause/resume, resubmit, results."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from jobtower.backends import local
+from jobtower.models import Job, LocalJob
+from jobtower.statuses import Status
+from tests.conftest import wait_for
+
+
+def ended(job: Job, timeout: float = 30.0) -> Job:
+    """Wait until the job is in a terminal status and return it fresh."""
+    wait_for(lambda: Job.objects.get(pk=job.pk).status_code.is_terminal, timeout, what=f"job {job.pk} to end")
+    return Job.objects.get(pk=job.pk)
+
+
+def status_is(job: Job, status: Status, timeout: float = 30.0) -> Job:
+    wait_for(lambda: Job.objects.get(pk=job.pk).status_code is status, timeout, what=f"job {job.pk} {status.display}")
+    return Job.objects.get(pk=job.pk)
+
+
+def test_command_runs_in_its_folder_with_logs(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(
+        name="model_{id}", user=user, job_type="LOCAL",
+        command=["sh", "-c", 'echo "out $OMP_NUM_THREADS $JOBTOWER_JOB_ID"; pwd; echo warn >&2; touch made.txt'],
+        environment={"OMP_NUM_THREADS": "1"},
+    )
+    job.execute()
+    done = ended(job)
+    assert type(done) is LocalJob and done.status == "Complete", done.status_message
+    logs = done.get_logs()
+    assert logs["stdout"] == f"out 1 {job.pk}\n{done.folder}\n" and logs["stderr"] == "warn\n"
+    assert (done.folder / "made.txt").exists()
+    assert [(e.from_status, e.to_status) for e in done.history()] == [("PEN", "SUB"), ("SUB", "RUN"), ("RUN", "COM")]
+    assert done.start_time and done.completion_time and done.run_time.total_seconds() >= 0
+
+
+def test_failure_has_exit_code_and_stderr_tail(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(
+        name="bad", user=user, job_type="LOCAL",
+        command=["sh", "-c", "for i in 1 2 3 4 5 6 7; do echo line$i >&2; done; exit 3"],
+    )
+    job.execute()
+    done = ended(job)
+    assert done.status_code is Status.ERROR
+    assert done.status_message == "exit code 3: line3\nline4\nline5\nline6\nline7"
+
+
+def test_timeout_ends_as_error_saying_so(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(name="slow", user=user, job_type="LOCAL", command=["sleep", "60"], timeout=0.5)
+    job.execute()
+    done = ended(job, 20)
+    assert done.status_code is Status.ERROR
+    assert "timed out" in done.status_message and "0.5 s" in done.status_message
+
+
+def test_stop_ends_the_whole_process_tree(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(
+        name="tree", user=user, job_type="LOCAL",
+        command=["sh", "-c", "sleep 300 & echo $! > pids; sleep 300 & echo $! >> pids; wait"],
+    )
+    job.execute()
+    running = status_is(job, Status.RUNNING)
+    pids_file = running.folder / "pids"
+    pids = wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2 and pids_file.read_text().split())
+    running.stop()
+    assert Job.objects.get(pk=job.pk).status_code is Status.ABORTED
+    for pid in pids:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z",
+                 10, what=f"child {pid} to end")
+    assert Job.objects.get(pk=job.pk).status_message == "stopped by a user"
+
+
+def test_pause_and_resume_really_stop_and_continue_the_process(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(
+        name="ticks", user=user, job_type="LOCAL",
+        command=["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > ticks; sleep 0.05; done"],
+    )
+    job.execute()
+    running = status_is(job, Status.RUNNING)
+    ticks = running.folder / "ticks"
+    wait_for(lambda: ticks.exists() and ticks.read_text().strip())
+    running.pause()
+    assert Job.objects.get(pk=job.pk).status_code is Status.PAUSED
+    time.sleep(0.2)
+    frozen = ticks.read_text()
+    time.sleep(0.5)
+    assert ticks.read_text() == frozen
+    running.resume()
+    assert Job.objects.get(pk=job.pk).status_code is Status.RUNNING
+    wait_for(lambda: ticks.read_text() != frozen, 5, what="ticks to go on")
+    running.stop()
+
+
+def test_resubmit_runs_a_new_attempt_and_keeps_the_old_logs(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(
+        name="again", user=user, job_type="LOCAL",
+        command=["sh", "-c", 'echo "attempt $JOBTOWER_ATTEMPT"; [ "$JOBTOWER_ATTEMPT" = 2 ]'],
+    )
+    job.execute()
+    first = ended(job)
+    assert first.status_code is Status.ERROR
+    first.resubmit()
+    second = ended(first)
+    assert second.status_code is Status.COMPLETE and second.attempt == 2
+    assert second.get_logs()["stdout"] == "attempt 2\n"
+    assert (second.folder / "attempts" / "1" / "stdout.txt").read_text() == "attempt 1\n"
+
+
+def test_function_result_is_stored(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(
+        name="fn", user=user, job_type="LOCAL", function="tests.local_functions:add", args=[1, 2], kwargs={"scale": 10}
+    )
+    job.execute()
+    done = ended(job)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    assert done.result == {"sum": 30, "cwd": str(done.folder)}
+
+
+def test_function_errors_and_non_json_results_are_errors(job_manager, user, local_worker) -> None:
+    fails = job_manager.create_job(name="f", user=user, job_type="LOCAL", function="tests.local_functions:fail", args=["dt too big"])
+    odd = job_manager.create_job(name="o", user=user, job_type="LOCAL", function="tests.local_functions:not_json")
+    fails.execute()
+    odd.execute()
+    assert "ValueError: model diverged: dt too big" in ended(fails).status_message
+    assert "not JSON" in ended(odd).status_message
+
+
+def test_progress_is_stored_while_running(job_manager, user, local_worker, tmp_path) -> None:
+    from jobtower.monitor import Monitor
+
+    flag = tmp_path / "go"
+    job = job_manager.create_job(
+        name="p", user=user, job_type="LOCAL", function="tests.local_functions:report_progress", args=[str(flag)]
+    )
+    job.execute()
+    status_is(job, Status.RUNNING)
+    monitor = Monitor()
+
+    def seen() -> bool:
+        monitor.cycle()
+        return Job.objects.get(pk=job.pk).progress == 50.0
+
+    wait_for(seen, 20, what="progress 50%")
+    assert Job.objects.get(pk=job.pk).progress_message == "year 15 of 30"
+    flag.touch()
+    done = ended(job)
+    assert done.result == "finished" and done.progress == 100.0
+
+
+def test_bad_local_jobs_are_refused_before_anything_moves(job_manager, user, db) -> None:
+    with pytest.raises(TypeError, match="argv list"):
+        job_manager.create_job(name="s", user=user, job_type="LOCAL", command="python run.py")
+    missing = job_manager.create_job(name="m", user=user, job_type="LOCAL", command=["no-such-program-xyz"])
+    with pytest.raises(ValueError, match="'no-such-program-xyz' was not found on PATH"):
+        missing.execute()
+    neither = job_manager.create_job(name="n", user=user, job_type="LOCAL")
+    with pytest.raises(ValueError, match="exactly one of"):
+        neither.execute()
+    with pytest.raises(ValueError, match="timeout"):
+        job_manager.create_job(name="t", user=user, job_type="LOCAL", command=["true"], timeout=-1)
+    assert set(Job.objects.values_list("_status", flat=True)) == {"PEN"}
+
+
+def test_a_job_whose_supervisor_vanished_is_lost_not_running_forever(job_manager, user, transactional_db) -> None:
+    from jobtower import manager
+    from jobtower.monitor import Monitor
+
+    job = job_manager.create_job(name="lost", user=user, job_type="LOCAL", command=["true"])
+    job.execute()
+    (claimed,) = manager.claim(["LOCAL"], 1, source="test")
+    folder = local.attempt_dir(claimed)
+    (folder / "supervisor.pid").write_text("999999999")  # a pid that cannot be alive
+    Monitor().cycle()
+    lost = Job.objects.get(pk=job.pk)
+    assert lost.status_code is Status.ERROR and lost.status_message.startswith("lost:")
+
+
+def test_a_claimed_job_that_never_started_is_queued_again(job_manager, user, transactional_db) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobtower import manager
+    from jobtower.monitor import Monitor
+
+    job = job_manager.create_job(name="orphan", user=user, job_type="LOCAL", command=["true"])
+    job.execute()
+    (claimed,) = manager.claim(["LOCAL"], 1, source="test")
+    Job.objects.filter(pk=job.pk).update(start_time=timezone.now() - timedelta(seconds=local.START_GRACE + 1))
+    Monitor().cycle()
+    again = Job.objects.get(pk=job.pk)
+    assert again.status_code is Status.SUBMITTED and "queued again" in again.status_message

@@ -1,0 +1,181 @@
+"""The worker and the monitor as real processes: crashes, two workers, batched polls, callbacks, webhooks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from jobtower import manager, webhooks
+from jobtower.models import Job, JobEvent
+from jobtower.monitor import Monitor
+from jobtower.statuses import Status
+from tests.conftest import wait_for
+
+
+def start(kind: str, env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jobtower.cli", kind, *args], env=env)
+
+
+def statuses_of(ids: list[int]) -> Counter:
+    return Counter(Job.objects.filter(pk__in=ids).values_list("_status", flat=True))
+
+
+def test_crash_of_worker_and_monitor_loses_no_job_and_runs_none_twice(job_manager, user, engine_env) -> None:
+    jobs = []
+    for i in range(50):
+        # Each run appends to runs.txt in its own folder; every fifth job fails with exit code 7.
+        code = 7 if i % 5 == 0 else 0
+        job = job_manager.create_job(
+            name=f"crash_{i}", user=user, job_type="LOCAL",
+            command=["sh", "-c", f"echo run >> runs.txt; sleep {1 + i % 3}; exit {code}"],
+        )
+        job.execute()
+        jobs.append((job, code))
+    ids = [job.pk for job, _ in jobs]
+    worker = start("worker", engine_env, "--concurrency", "50")
+    monitor = start("monitor", engine_env, "--interval", "0.5")
+    try:
+        wait_for(lambda: statuses_of(ids)["RUN"] == 50, 60, what="all 50 jobs claimed")
+        wait_for(lambda: all((job.folder / "attempts" / "1" / "supervisor.pid").exists() for job, _ in jobs),
+                 60, what="all 50 supervisors started")
+        for process in (worker, monitor):
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        # While nothing watches, the jobs go on under their supervisors and end.
+        wait_for(lambda: all((job.folder / "attempts" / "1" / "exit.json").exists() for job, _ in jobs),
+                 30, what="every supervisor to record an exit")
+        assert statuses_of(ids)["RUN"] == 50  # nobody recorded anything meanwhile
+        worker = start("worker", engine_env, "--concurrency", "50")
+        monitor = start("monitor", engine_env, "--interval", "0.5")
+        wait_for(lambda: statuses_of(ids)["RUN"] == 0, 60, what="the restarted monitor to finish every job")
+    finally:
+        for process in (worker, monitor):
+            process.terminate()
+            process.wait(timeout=30)
+    for job, code in jobs:
+        final = Job.objects.get(pk=job.pk)
+        expected = Status.ERROR if code else Status.COMPLETE
+        assert final.status_code is expected, (final.pk, final.status_code, final.status_message)
+        if code:
+            assert final.status_message.startswith("exit code 7")
+        assert (final.folder / "runs.txt").read_text() == "run\n"  # ran exactly once
+        assert JobEvent.objects.filter(job=final, from_status="SUB", to_status="RUN").count() == 1
+
+
+def test_two_workers_never_run_the_same_job(job_manager, user, engine_env, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    ids = []
+    for i in range(120):
+        job = job_manager.create_job(
+            name=f"t{i}", user=user, job_type="LOCAL",
+            command=["sh", "-c", f'echo "$JOBTOWER_JOB_ID $PPID" >> {ledger}'],
+        )
+        job.execute()
+        ids.append(job.pk)
+    workers = [start("worker", engine_env, "--concurrency", "4", "--name", f"w{n}") for n in range(2)]
+    try:
+        wait_for(lambda: statuses_of(ids)["COM"] == 120, 120, what="120 jobs to complete")
+    finally:
+        for process in workers:
+            process.terminate()
+            process.wait(timeout=30)
+    runs = Counter(line.split()[0] for line in ledger.read_text().splitlines())
+    assert sorted(int(job_id) for job_id in runs) == sorted(ids)
+    assert set(runs.values()) == {1}
+    sources = JobEvent.objects.filter(job_id__in=ids, to_status="RUN").count()
+    assert sources == 120
+
+
+def test_monitor_polls_each_engine_once_per_cycle(job_manager, user, memory, transactional_db) -> None:
+    jobs = [job_manager.create_job(name=f"m{i}", user=user, job_type="MEMORY") for i in range(25)]
+    for job in jobs:
+        job.execute()
+    for job in jobs[:10]:
+        memory.set(job, Status.RUNNING)
+    memory.calls.clear()
+    monitor = Monitor()
+    assert monitor.cycle() == 10
+    assert [c for c in memory.calls if c[0] == "poll"] == [("poll", None)]
+    assert statuses_of([j.pk for j in jobs]) == Counter({"RUN": 10, "SUB": 15})
+    for job in jobs:
+        memory.set(job, Status.COMPLETE)
+    memory.calls.clear()
+    assert monitor.cycle() == 25
+    assert len([c for c in memory.calls if c[0] == "poll"]) == 1
+    assert statuses_of([j.pk for j in jobs]) == Counter({"COM": 25})
+    assert JobEvent.objects.filter(to_status="COM").count() == 25
+
+
+def test_unanswering_engine_leaves_statuses_alone(job_manager, user, memory, transactional_db) -> None:
+    job = job_manager.create_job(name="d", user=user, job_type="MEMORY")
+    job.execute()
+    memory.fail_poll = ConnectionError("engine down")
+    assert Monitor().cycle() == 0
+    assert Job.objects.get(pk=job.pk).status_code is Status.SUBMITTED
+
+
+def test_callback_burst_with_a_monitor_costs_one_check(client, job_manager, user, memory, rf, transactional_db) -> None:
+    monitor = Monitor()
+    monitor.heartbeat.beat(force=True)
+    manager._monitor_seen[:] = [0.0, 0.0]
+    job = job_manager.create_job(name="cb", user=user, job_type="MEMORY")
+    job.execute()
+    memory.set(job, Status.RUNNING)
+    memory.calls.clear()
+    url = job_manager.get_job_status_callback_url(rf.get("/"), job.pk)
+    for _ in range(20):
+        assert client.get(url).json() == {"success": True}
+    assert memory.calls == []  # the requests only flag the job
+    assert Job.objects.get(pk=job.pk).check_requested is not None
+    assert monitor.check_requested() == 1
+    assert memory.calls == [("poll", None)]
+    assert Job.objects.get(pk=job.pk).status_code is Status.RUNNING
+    assert monitor.check_requested() == 0 and memory.calls == [("poll", None)]
+    monitor.heartbeat.remove()
+    manager._monitor_seen[:] = [0.0, 0.0]
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[dict, str, bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append((json.loads(body), self.headers["X-Jobtower-Signature"], body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:  # noqa: ANN002
+        pass
+
+
+def test_webhooks_are_signed_and_a_dead_endpoint_fails_nothing(job_manager, user, settings, transactional_db, monkeypatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(webhooks, "BACKOFF", 0.01)
+    _Hook.received.clear()
+    settings.JOBTOWER = {**settings.JOBTOWER, "WEBHOOKS": [
+        {"url": f"http://127.0.0.1:{server.server_port}/hook", "secret": "s3cret"},
+        {"url": "http://127.0.0.1:9/nothing-listens-here", "secret": "x"},
+    ]}
+    try:
+        job = job_manager.create_job(name="hooked", user=user, job_type="BASIC")
+        job.execute()
+        job.status = "Running"
+        job.status = "Complete"
+        assert webhooks.wait_idle(30)
+    finally:
+        server.shutdown()
+    assert Job.objects.get(pk=job.pk).status_code is Status.COMPLETE
+    moves = [(payload["old"], payload["new"]) for payload, _, _ in _Hook.received]
+    assert moves == [("Pending", "Submitted"), ("Submitted", "Running"), ("Running", "Complete")]
+    for payload, signature, body in _Hook.received:
+        assert payload["job_id"] == job.pk and webhooks.sign_ok("s3cret", body, signature)
+        assert not webhooks.sign_ok("wrong", body, signature)
