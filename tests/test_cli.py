@@ -84,6 +84,45 @@ def test_serve_runs_the_site_behind_gunicorn_and_lets_the_first_user_in(tmp_path
         assert "My jobs" in page and "You have no jobs yet." in page
         static = urllib.request.urlopen(f"{base}/static/admin/css/base.css", timeout=5)
         assert static.status == 200
+
+        # The same command runs a LOCAL worker and the monitor: a submitted job runs to the end.
+        env = _env(tmp_path)
+        job_id = _run(env, "submit", "--", "sh", "-c", "echo hello from a job; echo 1>&2 careful").strip()
+        waited = subprocess.run([JOBTOWER, "wait", job_id, "--timeout", "60"], env=env,
+                                capture_output=True, text=True, timeout=90)
+        assert waited.returncode == 0, waited.stderr
+        assert f"job {job_id}: Complete" in waited.stderr
+        assert _run(env, "logs", job_id) == "hello from a job\n"
+        assert _run(env, "logs", job_id, "--stderr") == "careful\n"
+        shown = _run(env, "show", job_id)
+        assert "Complete" in shown and "SUB -> RUN" in shown and "RUN -> COM" in shown
+        assert f"{job_id}  Complete" in _run(env, "list")
+        page = opener.open(f"{base}/").read().decode()
+        assert f"{job_id}: sh -c echo hello from a job; echo 1&gt;&amp;2 careful" in page
+
+        sleeper = _run(env, "submit", "--timeout", "600", "--", "sleep", "600").strip()
+        wait_running = subprocess.run([JOBTOWER, "wait", sleeper, "--timeout", "3"], env=env,
+                                      capture_output=True, text=True, timeout=60)
+        assert wait_running.returncode == 2 and "still" in wait_running.stderr
+        assert _run(env, "stop", sleeper).strip() == f"job {sleeper}: Aborted"
+        failed = subprocess.run([JOBTOWER, "wait", sleeper], env=env, capture_output=True, text=True, timeout=60)
+        assert failed.returncode == 1 and "Aborted" in failed.stderr
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([JOBTOWER, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    _run(env, "migrate")
+    nobody = subprocess.run([JOBTOWER, "submit", "--", "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert nobody.returncode != 0 and "there is no user 'admin'" in nobody.stderr
+    missing = subprocess.run([JOBTOWER, "show", "4242"], env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "there is no job 4242" in missing.stderr
