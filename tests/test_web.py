@@ -67,13 +67,13 @@ def test_job_list_needs_login_and_shows_only_own_jobs_escaped(client, job_manage
     mine.save()
     theirs = job_manager.create_job(name="bobs-secret-job", user=other_user, job_type="BASIC")
     theirs.save()
-    response = client.get(reverse("jobtower:job-list"))
+    response = client.get(reverse("jobtower:home"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     client.force_login(user)
-    page = client.get(reverse("jobtower:job-list")).content.decode()
+    page = client.get(reverse("jobtower:home")).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     assert "bobs-secret-job" not in page
-    assert client.post(reverse("jobtower:job-list")).status_code == 405
+    assert client.post(reverse("jobtower:home")).status_code == 405
 
 
 def test_admin_shows_jobs_and_history_read_mostly(admin_client, job_manager, user) -> None:

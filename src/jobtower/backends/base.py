@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jobtower.models import Job
 
 
@@ -62,6 +64,10 @@ class Backend:
 
     def logs(self, job: "Job") -> dict[str, Any]:
         """Return the job's logs by name."""
+        return {}
+
+    def log_files(self, job: "Job") -> dict[str, "Path"]:
+        """Return the files that hold the job's logs by name, so large logs are read in pieces."""
         return {}
 
     def fetch_results(self, job: "Job") -> None:

@@ -303,6 +303,11 @@ class LocalBackend(Backend):
         _signal_group(pid, signal.SIGCONT)
         return Status.RUNNING
 
+    def log_files(self, job: "Job") -> dict[str, Path]:
+        """Return the current attempt's stdout and stderr files."""
+        folder = attempt_dir(job)
+        return {"stdout": folder / "stdout.txt", "stderr": folder / "stderr.txt"}
+
     def logs(self, job: "Job") -> dict[str, Any]:
         """Return the end of the current attempt's stdout and stderr."""
         folder = attempt_dir(job)

@@ -1,15 +1,42 @@
-"""Views of the reusable app: the status callback and a plain list of the user's jobs."""
+"""Views of the reusable app: status callback, Jobs Table endpoints, job page, logs, files, site home.
+
+Every view checks who is asking (web/permissions.py); state changes only over POST with CSRF; all
+user-written text goes through Django's autoescaping (or `textContent` in the browser).
+"""
 
 from __future__ import annotations
 
+import mimetypes
+import shlex
+from pathlib import Path
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core import signing
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobtower import conf, manager
+from jobtower.errors import JobError
+from jobtower.gizmos import JobsTable, TableConfig, with_status_since
 from jobtower.models import Job
+from jobtower.web.permissions import can_access, visible_jobs
+
+#: Bytes of a log shown first (its tail); the rest loads only on request.
+LOG_TAIL = 64 * 1024
+LOG_CHUNK_MAX = 1024 * 1024
+MAX_REFRESH_ROWS = 500
 
 
 @csrf_exempt  # called by the job's own process, which has no session; it sets nothing by itself
@@ -42,9 +69,258 @@ def _may_call_back(request: HttpRequest, job: Job) -> bool:
     return bool(user.is_authenticated and (user.pk == job.user_id or user.is_staff))
 
 
+def _job_for(request: HttpRequest, job_id: int) -> Job:
+    """Return the job if the user may see it; 404 otherwise (existence is not revealed)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not can_access(request.user, job):
+        raise Http404("no such job")
+    return job
+
+
+def _json_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+# -- the Jobs Table's live endpoints ----------------------------------------------------------------
+
+
+@require_GET
+def table_rows(request: HttpRequest) -> JsonResponse:
+    """Return fresh HTML for the table rows asked for, from the database only (one request)."""
+    if not request.user.is_authenticated:
+        return _json_error("log in to see jobs", 401)
+    try:
+        config = TableConfig.load(request.GET.get("config", ""))
+    except (signing.BadSignature, TypeError, ValueError, KeyError):
+        return _json_error("the table configuration is missing or was altered; reload the page", 400)
+    try:
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:MAX_REFRESH_ROWS]
+    except ValueError:
+        return _json_error("ids must be a comma-separated list of job ids", 400)
+    return_to = _safe_next(request, request.GET.get("next", ""))
+    jobs = with_status_since(visible_jobs(request.user).filter(pk__in=ids))
+    rows = {
+        str(job.pk): _render_row(request, config, job, return_to) for job in jobs
+    }
+    return JsonResponse({"rows": rows})
+
+
+def _render_row(request: HttpRequest, config: TableConfig, job: Job, return_to: str) -> str:
+    return render_to_string(
+        "jobtower/jobs_table_row.html",
+        {"row": config.row(job, request), "config": config, "config_token": config.sign(),
+         "return_to": return_to},
+        request=request,
+    )
+
+
+def _safe_next(request: HttpRequest, target: str) -> str:
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return reverse("jobtower:home")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@require_POST
+def table_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse:
+    """Run one of the table's configured actions on a job the user may act on (POST + CSRF)."""
+    if not request.user.is_authenticated:
+        return _json_error("log in to act on jobs", 401)
+    try:
+        config = TableConfig.load(request.POST.get("config", ""))
+    except (signing.BadSignature, TypeError, ValueError, KeyError):
+        return _json_error("the table configuration is missing or was altered; reload the page", 400)
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not can_access(request.user, job):
+        return _json_error(f"there is no job {job_id} you may act on", 404)
+    chosen = config.action(action)
+    if chosen is None or chosen.is_link:
+        return _json_error(f"this table does not offer the action {action!r}", 400)
+    if not chosen.enabled_for(job):
+        return _json_error(f"{chosen.label} is not possible while job {job.pk} is {job.status_code.display}", 409)
+    try:
+        chosen.perform(job)  # type: ignore[misc]
+    except (JobError, ValueError) as exc:
+        return _json_error(str(exc), 409)
+    return_to = _safe_next(request, request.POST.get("next", ""))
+    if not _wants_json(request):
+        return HttpResponseRedirect(return_to)
+    fresh = with_status_since(Job.objects.filter(pk=job_id)).first()
+    row = _render_row(request, config, fresh, return_to) if fresh is not None else None
+    return JsonResponse({"ok": True, "row": row})
+
+
+# -- a job's own pages ----------------------------------------------------------------------------
+
+
 @login_required
-@require_http_methods(["GET"])
-def job_list(request: HttpRequest) -> HttpResponse:
-    """Show the signed-in user's latest jobs (all apps), newest first."""
-    jobs = Job.objects.filter(user=request.user).order_by("-id")[:100]
-    return render(request, "jobtower/job_list.html", {"jobs": jobs})
+@require_GET
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Show a job: status, history, settings, progress, logs, results link and its files."""
+    job = _job_for(request, job_id)
+    results_url = ""
+    name = request.GET.get("results_url", "")
+    if name and job.status_code.value in ("COM", "VCP"):
+        try:
+            results_url = reverse(name, kwargs={"job_id": job.pk})
+        except Exception:
+            results_url = ""
+    return render(request, "jobtower/job_detail.html", {
+        "job": job,
+        "history": job.history(),
+        "files": job_files(job),
+        "streams": _streams(job),
+        "results_url": results_url,
+    })
+
+
+def _streams(job: Job) -> list[str]:
+    backend = job.get_backend()
+    if backend is None:
+        return []
+    return list(backend.log_files(job)) or list(backend.logs(job))
+
+
+@login_required
+@require_GET
+def job_logs(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Show a job's logs: the tail of each stream, following live while the job is active."""
+    job = _job_for(request, job_id)
+    return render(request, "jobtower/job_logs.html", {"job": job, "streams": _streams(job)})
+
+
+@require_GET
+def job_log_chunk(request: HttpRequest, job_id: int) -> JsonResponse:
+    """Return part of a log: the tail (offset=-1) or what follows `offset` (JSON, text escaped by the client)."""
+    if not request.user.is_authenticated:
+        return _json_error("log in to read logs", 401)
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not can_access(request.user, job):
+        return _json_error(f"there is no job {job_id}", 404)
+    stream = request.GET.get("stream", "stdout")
+    try:
+        offset = int(request.GET.get("offset", "-1"))
+    except ValueError:
+        return _json_error("offset must be an integer", 400)
+    backend = job.get_backend()
+    files = backend.log_files(job) if backend is not None else {}
+    active = job.status_code.is_active
+    if stream in files:
+        return JsonResponse({**read_chunk(files[stream], offset), "active": active})
+    texts = backend.logs(job) if backend is not None else {}
+    if stream not in texts:
+        return _json_error(f"job {job.pk} has no log {stream!r}; it has: {sorted(files) or sorted(texts)}", 404)
+    data = str(texts[stream]).encode()
+    start = max(0, len(data) - LOG_TAIL) if offset < 0 else min(offset, len(data))
+    return JsonResponse({"text": data[start:start + LOG_CHUNK_MAX].decode(errors="replace"),
+                         "offset": min(len(data), start + LOG_CHUNK_MAX),
+                         "skipped": start if offset < 0 else 0, "active": active})
+
+
+def read_chunk(path: Path, offset: int) -> dict[str, object]:
+    """Read a piece of a log file: its last LOG_TAIL bytes, or up to 1 MiB after `offset`."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            start = max(0, size - LOG_TAIL) if offset < 0 else min(offset, size)
+            handle.seek(start)
+            data = handle.read(LOG_CHUNK_MAX)
+    except OSError:
+        return {"text": "", "offset": max(offset, 0), "skipped": 0}
+    return {"text": data.decode(errors="replace"), "offset": start + len(data),
+            "skipped": start if offset < 0 else 0}
+
+
+def job_files(job: Job, limit: int = 500) -> list[dict[str, object]]:
+    """List the files in the job's own folder (never outside it), up to `limit`."""
+    if not job.workspace:
+        return []
+    root = job.folder
+    if not root.is_dir() or root.is_symlink():
+        return []
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            found.append({"path": path.relative_to(root).as_posix(), "size": path.stat().st_size})
+            if len(found) >= limit:
+                break
+    return found
+
+
+@login_required
+@require_GET
+def job_file(request: HttpRequest, job_id: int, path: str) -> FileResponse:
+    """Send one file of the job's own folder; any path that leaves it is a 404."""
+    job = _job_for(request, job_id)
+    if not job.workspace:
+        raise Http404("this job has no folder")
+    root = job.folder.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file() or (root / path).is_symlink():
+        raise Http404("no such file in this job's folder")
+    kind, _ = mimetypes.guess_type(target.name)
+    # Files are downloads, never rendered by the browser as this site's HTML.
+    response = FileResponse(target.open("rb"), as_attachment=kind not in ("text/plain",),
+                            content_type=kind if kind == "text/plain" else "application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# -- the standalone site --------------------------------------------------------------------------
+
+
+class SiteApp:
+    """The app that jobs submitted from the standalone site belong to."""
+
+    package = "jobtower_site"
+    name = "jobtower"
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The standalone site: the user's Jobs Table and a form to run a command as a LOCAL job."""
+    table = JobsTable(
+        jobs=Job.objects.filter(user=request.user),
+        column_fields=("id", "name", ("App", "label"), ("Type", "job_type"), "creation_time", "run_time"),
+        reverse_sort=True, hover=True, striped=True, refresh_interval=2000,
+    )
+    return render(request, "jobtower/home.html", {"table": table})
+
+
+@login_required
+@require_POST
+def submit_local(request: HttpRequest) -> HttpResponse:
+    """Create and execute a LOCAL job from the site's form (the command is split, never run by a shell)."""
+    from jobtower.manager import JobManager
+
+    text = request.POST.get("command", "").strip()
+    errors = []
+    try:
+        command = shlex.split(text)
+    except ValueError as exc:
+        command, errors = [], [f"the command cannot be split into arguments: {exc}"]
+    if not command and not errors:
+        errors.append("enter a command, e.g. python run_model.py --years 30")
+    timeout = request.POST.get("timeout", "").strip()
+    options: dict[str, object] = {"command": command} if command else {}
+    if timeout:
+        options["timeout"] = timeout
+    if not errors:
+        try:
+            job = JobManager(SiteApp).create_job(
+                name=request.POST.get("name", "").strip() or "{id}: " + text[:200],
+                user=request.user, job_type="LOCAL",
+                description=request.POST.get("description", "").strip(), **options,
+            )
+            job.execute()
+        except (ValueError, TypeError, JobError) as exc:
+            errors.append(str(exc))
+    if errors:
+        table = JobsTable(jobs=Job.objects.filter(user=request.user), reverse_sort=True)
+        return render(request, "jobtower/home.html", {"table": table, "errors": errors, "form": request.POST},
+                      status=400)
+    return HttpResponseRedirect(reverse("jobtower:home"))

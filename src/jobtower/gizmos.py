@@ -1,0 +1,297 @@
+"""The Jobs Table gizmo: `JobsTable(jobs=..., column_fields=...)`, rendered server-side and kept live.
+
+In a template: `{% load jobtower %}{% jobs_table jobs_table_options %}`; in Python:
+`jobs_table_options.render(request)`. Pagination, sorting, status filter and search happen in the
+database; the page refreshes its active rows with one request per interval.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlencode
+
+from django.core import signing
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString
+
+from jobtower.models import Job, JobEvent
+from jobtower.statuses import Status
+from jobtower.web.actions import BUILTIN, DEFAULT_ACTIONS, CustomAction, TableAction
+
+__all__ = ["CustomAction", "JobsTable"]
+
+_SALT = "jobtower.jobs-table"
+#: Columns that can be sorted in the database (others are shown but not sortable).
+SORTABLE = {"id", "name", "description", "label", "job_type", "creation_time", "execute_time",
+            "start_time", "completion_time", "status", "attempt", "progress"}
+MAX_PAGE_SIZE = 500
+
+
+def _column(entry: str | Sequence[str]) -> tuple[str, str]:
+    if isinstance(entry, str):
+        label = entry.split(".")[-1].replace("_", " ").title()
+        return ("ID" if entry == "id" else label, entry)
+    label, name = entry
+    return str(label), str(name)
+
+
+@dataclass
+class JobsTable:
+    """Options of a Jobs Table (the Tethys gizmo's options, and a few more)."""
+
+    jobs: "QuerySet[Job] | Iterable[Job]"
+    column_fields: Sequence[str | Sequence[str]] = ("id", "name", "description", "creation_time")
+    show_status: bool = True
+    show_actions: bool = True
+    actions: Sequence[str] | None = None
+    custom_actions: Sequence[CustomAction] = ()
+    monitor_url: str = ""
+    results_url: str = ""
+    hover: bool = False
+    striped: bool = False
+    bordered: bool = False
+    condensed: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
+    classes: str = ""
+    refresh_interval: int = 5000
+    sort: bool = True
+    reverse_sort: bool = False
+    sort_field: str = "id"
+    show_detailed_status: bool = False
+    page_size: int = 50
+    #: Query-string prefix, so that two tables on one page keep their own page and filters.
+    prefix: str = "jt"
+
+    def __post_init__(self) -> None:
+        self.columns = [_column(entry) for entry in self.column_fields]
+        names = list(self.actions) if self.actions is not None else list(DEFAULT_ACTIONS)
+        if self.monitor_url and "monitor" not in names and self.actions is None:
+            names.append("monitor")
+        if self.results_url and "results" not in names and self.actions is None:
+            names.append("results")
+        unknown = [n for n in names if n not in BUILTIN]
+        if unknown:
+            raise ValueError(
+                f"unknown Jobs Table action(s) {unknown}; built-in actions are {sorted(BUILTIN)}; "
+                "add your own with custom_actions=[CustomAction(...)]"
+            )
+        if "monitor" in names and not self.monitor_url:
+            raise ValueError("the 'monitor' action needs monitor_url='app:view_name'")
+        if "results" in names and not self.results_url:
+            raise ValueError("the 'results' action needs results_url='app:view_name'")
+        self.action_names = names
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+
+    def config(self) -> "TableConfig":
+        """Return the table's row-level settings."""
+        return TableConfig(
+            columns=self.columns,
+            actions=self.action_names if self.show_actions else [],
+            custom=[c.to_config() for c in self.custom_actions] if self.show_actions else [],
+            monitor_url=self.monitor_url,
+            results_url=self.results_url,
+            show_status=self.show_status,
+            show_detailed_status=self.show_detailed_status,
+        )
+
+    def render(self, request: HttpRequest) -> SafeString:
+        """Render the table for `request` (its page, sort, status filter and search)."""
+        params = request.GET
+        p = self.prefix
+        try:
+            page = max(1, int(params.get(f"{p}_page", "1")))
+        except ValueError:
+            page = 1
+        default_sort = ("-" if self.reverse_sort else "") + self.sort_field
+        sort = params.get(f"{p}_sort", default_sort) if self.sort else default_sort
+        if sort.lstrip("-") not in SORTABLE:
+            sort = default_sort
+        status_filter = params.get(f"{p}_status", "")
+        query = params.get(f"{p}_q", "").strip()[:200]
+        jobs, has_next = _page(self.jobs, page, self.page_size, sort, status_filter, query)
+        config = self.config()
+        rows = [config.row(job, request) for job in jobs]
+
+        def link(**changes: Any) -> str:
+            values = {f"{p}_page": page, f"{p}_sort": sort, f"{p}_status": status_filter, f"{p}_q": query}
+            values.update({f"{p}_{k}": v for k, v in changes.items()})
+            kept = {k: v for k, v in request.GET.items() if not k.startswith(f"{p}_")}
+            kept.update({k: v for k, v in values.items() if v not in ("", None)})
+            return "?" + urlencode(kept)
+
+        headers = []
+        for label, name in config.columns:
+            sortable = self.sort and name in SORTABLE
+            direction = "" if sort == name else ("-" if sort == "-" + name else None)
+            headers.append({
+                "label": label,
+                "url": link(sort=("-" + name if sort == name else name), page=1) if sortable else "",
+                "arrow": {"": "▲", "-": "▼"}.get(direction or "x", ""),
+            })
+        classes = ["jobtower-table", self.classes]
+        classes += [name for name, on in (("hover", self.hover), ("striped", self.striped),
+                                          ("bordered", self.bordered), ("condensed", self.condensed)) if on]
+        context = {
+            "table": self,
+            "config": config,
+            "config_token": config.sign(),
+            "rows": rows,
+            "headers": headers,
+            "classes": " ".join(c for c in classes if c),
+            "attributes": self.attributes,
+            "page": page,
+            "first_index": (page - 1) * self.page_size + 1 if rows else 0,
+            "last_index": (page - 1) * self.page_size + len(rows),
+            "prev_url": link(page=page - 1) if page > 1 else "",
+            "next_url": link(page=page + 1) if has_next else "",
+            "status_filter": status_filter,
+            "query": query,
+            "prefix": p,
+            "statuses": list(Status),
+            "hidden_params": [(k, v) for k, v in request.GET.items() if not k.startswith(f"{p}_")],
+            "refresh_interval": max(int(self.refresh_interval), 500),
+            "return_to": request.get_full_path(),
+        }
+        return render_to_string("jobtower/jobs_table.html", context, request=request)
+
+    def __html__(self) -> str:  # so a mistaken {{ options }} shows a hint, not object repr
+        return "<!-- render a JobsTable with {% jobs_table options %} -->"
+
+
+def _page(
+    jobs: "QuerySet[Job] | Iterable[Job]", page: int, size: int, sort: str, status: str, query: str
+) -> tuple[list[Job], bool]:
+    """Return one page of jobs (sorted, filtered and searched in the database) and if more follow."""
+    if not isinstance(jobs, QuerySet):
+        jobs = Job.objects.filter(pk__in=[job.pk for job in jobs])
+    if status:
+        try:
+            jobs = jobs.filter(_status=Status(status).value)
+        except ValueError:
+            jobs = jobs.none()
+    if query:
+        jobs = jobs.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    field_name = sort.lstrip("-")
+    order = ("-" if sort.startswith("-") else "") + ("_status" if field_name == "status" else field_name)
+    jobs = with_status_since(jobs.order_by(order, "-id" if order.startswith("-") else "id"))
+    start = (page - 1) * size
+    rows = list(jobs[start : start + size + 1])
+    return rows[:size], len(rows) > size
+
+
+def with_status_since(jobs: "QuerySet[Job]") -> "QuerySet[Job]":
+    """Annotate each job with the time of its last status move (`status_since`)."""
+    last = JobEvent.objects.filter(job=OuterRef("pk")).order_by("-id").values("time")[:1]
+    return jobs.select_related("user").annotate(status_since=Subquery(last))
+
+
+@dataclass
+class TableConfig:
+    """What a row needs to render: columns and actions. Signed into the page for live requests."""
+
+    columns: list[tuple[str, str]]
+    actions: list[str]
+    custom: list[dict[str, Any]]
+    monitor_url: str = ""
+    results_url: str = ""
+    show_status: bool = True
+    show_detailed_status: bool = False
+
+    def sign(self) -> str:
+        """Return the configuration as a signed token (it decides what the server will do)."""
+        return signing.dumps(self.__dict__, salt=_SALT, compress=True)
+
+    @classmethod
+    def load(cls, token: str) -> "TableConfig":
+        """Return the configuration a page was rendered with; BadSignature if it was tampered with."""
+        data = signing.loads(token, salt=_SALT)
+        data["columns"] = [tuple(c) for c in data["columns"]]
+        return cls(**data)
+
+    def action(self, name: str) -> TableAction | None:
+        """Return the configured action `name`, or None when this table does not offer it."""
+        if name in self.actions:
+            return BUILTIN[name]
+        for custom in self.custom:
+            if custom["name"] == name:
+                return CustomAction(**custom).as_action()
+        return None
+
+    def row(self, job: Job, request: HttpRequest) -> dict[str, Any]:
+        """Return what the row template shows for one job."""
+        buttons = []
+        for name in [*self.actions, *(c["name"] for c in self.custom)]:
+            action = self.action(name)
+            if action is None or not action.enabled_for(job):
+                continue
+            url = self._link(name, job) if action.is_link else ""
+            if action.is_link and not url:
+                continue
+            buttons.append({
+                "name": name, "label": action.label, "url": url, "style": action.style,
+                "confirm": action.confirm.replace("{name}", job.name) if action.confirm else "",
+                "post_url": "" if action.is_link else reverse("jobtower:table-action", args=[job.pk, name]),
+            })
+        since = getattr(job, "status_since", None) or job.creation_time
+        return {
+            "job": job,
+            "cells": [(name, cell_value(job, name)) for _, name in self.columns],
+            "buttons": buttons,
+            "status": job.status_code,
+            "active": job.status_code.is_active,
+            "since": since,
+            "age": _age(since),
+            "progress": job.progress,
+        }
+
+    def _link(self, name: str, job: Job) -> str:
+        if name == "logs":
+            return reverse("jobtower:job-logs", args=[job.pk])
+        target = {"monitor": self.monitor_url, "results": self.results_url}.get(name)
+        if target is None:
+            target = next((c["url_name"] for c in self.custom if c["name"] == name), "")
+        if not target:
+            return ""
+        try:
+            return reverse(target, kwargs={"job_id": job.pk})
+        except NoReverseMatch:
+            return reverse(target, args=[job.pk])
+
+
+def cell_value(job: Job, name: str) -> Any:
+    """Return a column's value: an attribute, or a path into extended_properties ("a.b")."""
+    head, _, rest = name.partition(".")
+    if head == "status":
+        return job.status_code.display
+    value: Any = getattr(job, head, "") if not head.startswith("_") else ""
+    if callable(value):
+        return ""  # columns show data; they never call methods
+    for part in rest.split(".") if rest else ():
+        value = value.get(part, "") if isinstance(value, dict) else ""
+    if isinstance(value, datetime.timedelta):
+        return _duration(value)
+    return value
+
+
+def _duration(delta: datetime.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def _age(since: datetime.datetime | None) -> str:
+    if since is None:
+        return ""
+    seconds = max(0, int((timezone.now() - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

@@ -1,0 +1,3 @@
+"""URLs of the REST API (mounted at api/ by jobtower.urls)."""
+
+urlpatterns: list = []

@@ -1,0 +1,37 @@
+"""Who may see and act on a job: its owner, members of a group it is shared with, staff, or holders
+of the `jobtower.jobs_table_actions` permission. Every web view and API endpoint asks here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from jobtower.models import Job
+
+PERMISSION = "jobtower.jobs_table_actions"
+
+
+def is_manager(user: Any) -> bool:
+    """Return True for users who may see and act on every job (staff, or the permission)."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(PERMISSION)))
+
+
+def can_access(user: Any, job: Job) -> bool:
+    """Return True when `user` may see `job` and run its actions."""
+    if not user.is_authenticated:
+        return False
+    if job.user_id == user.pk or is_manager(user):
+        return True
+    return job.groups.filter(pk__in=user.groups.values("pk")).exists()
+
+
+def visible_jobs(user: Any, queryset: "QuerySet[Job] | None" = None) -> "QuerySet[Job]":
+    """Return the jobs `user` may see: everything for managers, else own and shared ones."""
+    jobs = Job.objects.all() if queryset is None else queryset
+    if not user.is_authenticated:
+        return jobs.none()
+    if is_manager(user):
+        return jobs
+    shared = Job.groups.through.objects.filter(group__in=user.groups.values("pk")).values("job_id")
+    return jobs.filter(Q(user=user) | Q(pk__in=shared))
