@@ -9,6 +9,7 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e '.[test]'
 
 scripts/services.sh
+scripts/browser.sh
 
 echo "== docs"
 .venv/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html

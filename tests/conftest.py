@@ -32,6 +32,12 @@ def _database_is_what_ci_asked_for(django_db_setup: Any, django_db_blocker: Any)
         assert connection.vendor == wanted, f"tests asked for {wanted} but run on {connection.vendor}"
 
 
+@pytest.fixture(autouse=True)
+def _own_workspaces(settings: Any, tmp_path: Any) -> None:
+    """Give every test its own workspaces: job ids repeat after a rollback, folders must not."""
+    settings.JOBTOWER = {**settings.JOBTOWER, "WORKSPACES_ROOT": str(tmp_path / "workspaces")}
+
+
 @pytest.fixture
 def app() -> type[jobtower.AppBase]:
     return MyFirstApp
