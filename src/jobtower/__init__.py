@@ -19,7 +19,8 @@ from jobtower.statuses import Status
 
 if TYPE_CHECKING:
     from jobtower.manager import JobManager
-    from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob
+    from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob, Scheduler
+    from jobtower.models.scheduler import create_condor_scheduler, get_scheduler
 
 __version__ = "0.1.0"
 
@@ -35,11 +36,15 @@ __all__ = [
     "JobError",
     "JobEvent",
     "JobManager",
+    "JobsTable",
     "LocalJob",
+    "Scheduler",
     "Status",
     "StopError",
     "SubmitError",
     "Workspace",
+    "create_condor_scheduler",
+    "get_scheduler",
     "job_types",
     "progress",
     "register_job_type",
@@ -54,6 +59,9 @@ _LAZY = {
     "CondorJob": "jobtower.models",
     "CondorWorkflow": "jobtower.models",
     "LocalJob": "jobtower.models",
+    "Scheduler": "jobtower.models",
+    "create_condor_scheduler": "jobtower.models",
+    "get_scheduler": "jobtower.models",
 }
 
 
