@@ -79,7 +79,7 @@ def test_jobs_table_in_a_browser(browser_page, live_server, django_user_model, j
 
     # Run: the row moves Pending -> Submitted -> Running -> Complete with no reload of the page.
     page.evaluate("window.__sameDocument = true")
-    row(page, runnable.pk).locator("form[data-jt-action=run] button").click()
+    row(page, runnable.pk).locator("button[data-jt-action=run]").click()
     row(page, runnable.pk).locator(".jobtower-badge", has_text="Submitted").or_(
         row(page, runnable.pk).locator(".jobtower-badge", has_text="Running")).wait_for()
     row(page, runnable.pk).locator(".jobtower-badge", has_text="Complete").wait_for(timeout=30_000)
@@ -100,7 +100,7 @@ def test_jobs_table_in_a_browser(browser_page, live_server, django_user_model, j
     page.goto(f"{base}/")
     target = Job.objects.filter(user=alice, name="bulk job 0999").get()
     page.once("dialog", lambda dialog: dialog.dismiss())
-    row(page, target.pk).locator("form[data-jt-action=delete] button").click()
+    row(page, target.pk).locator("button[data-jt-action=delete]").click()
     page.wait_for_timeout(300)
     assert row(page, target.pk).count() == 1 and Job.objects.filter(pk=target.pk).exists()
     questions: list[str] = []
@@ -110,7 +110,7 @@ def test_jobs_table_in_a_browser(browser_page, live_server, django_user_model, j
         dialog.accept()
 
     page.once("dialog", accept)
-    row(page, target.pk).locator("form[data-jt-action=delete] button").click()
+    row(page, target.pk).locator("button[data-jt-action=delete]").click()
     row(page, target.pk).wait_for(state="detached")
     assert not Job.objects.filter(pk=target.pk).exists()
     assert questions == ["Delete job bulk job 0999 and its files? This cannot be undone."]

@@ -52,7 +52,7 @@ def test_spec_sample_renders_with_template_tag(job_manager, user) -> None:
     assert "<b>bold</b>" not in html
     assert '<td class="col-extended_propertiesmodelyears">30</td>' in html
     assert "jobtower-table hover" in html and "Pending" in html
-    assert 'data-action="run"' not in html and 'data-jt-action="run"' in html  # run is a POST form
+    assert 'data-action="run"' not in html and 'data-jt-action="run"' in html  # run is a POST button
 
 
 def test_pages_sort_filter_and_search_happen_in_the_database(job_manager, user) -> None:

@@ -21,7 +21,6 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
@@ -97,21 +96,8 @@ def table_rows(request: HttpRequest) -> JsonResponse:
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:MAX_REFRESH_ROWS]
     except ValueError:
         return _json_error("ids must be a comma-separated list of job ids", 400)
-    return_to = _safe_next(request, request.GET.get("next", ""))
     jobs = with_status_since(visible_jobs(request.user).filter(pk__in=ids))
-    rows = {
-        str(job.pk): _render_row(request, config, job, return_to) for job in jobs
-    }
-    return JsonResponse({"rows": rows})
-
-
-def _render_row(request: HttpRequest, config: TableConfig, job: Job, return_to: str) -> str:
-    return render_to_string(
-        "jobtower/jobs_table_row.html",
-        {"row": config.row(job, request), "config": config, "config_token": config.sign(),
-         "return_to": return_to},
-        request=request,
-    )
+    return JsonResponse({"rows": {str(job.pk): config.row_html(job) for job in jobs}})
 
 
 def _safe_next(request: HttpRequest, target: str) -> str:
@@ -149,8 +135,7 @@ def table_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse
     if not _wants_json(request):
         return HttpResponseRedirect(return_to)
     fresh = with_status_since(Job.objects.filter(pk=job_id)).first()
-    row = _render_row(request, config, fresh, return_to) if fresh is not None else None
-    return JsonResponse({"ok": True, "row": row})
+    return JsonResponse({"ok": True, "row": config.row_html(fresh) if fresh is not None else None})
 
 
 # -- a job's own pages ----------------------------------------------------------------------------

@@ -50,11 +50,12 @@
 
     table.addEventListener("submit", function (event) {
       var form = event.target;
-      if (!form.matches("form[data-jt-action]")) return;
+      var button = event.submitter;
+      if (!form.matches(".jobtower-actions-form") || !button || !button.dataset.jtAction) return;
       event.preventDefault();
-      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
-      var row = form.closest("tr");
-      fetch(form.action, {
+      if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+      var row = button.closest("tr");
+      fetch(button.formAction, {
         method: "POST",
         body: new FormData(form),
         headers: { Accept: "application/json", "X-CSRFToken": csrfToken(form) },
