@@ -179,3 +179,29 @@ def test_webhooks_are_signed_and_a_dead_endpoint_fails_nothing(job_manager, user
     for payload, signature, body in _Hook.received:
         assert payload["job_id"] == job.pk and webhooks.sign_ok("s3cret", body, signature)
         assert not webhooks.sign_ok("wrong", body, signature)
+
+
+def test_a_job_deleted_while_it_ends_does_not_stop_the_worker(job_manager, user, local_worker) -> None:
+    job = job_manager.create_job(name="gone", user=user, job_type="LOCAL", command=["sleep", "0.5"])
+    job.execute()
+    wait_for(lambda: Job.objects.get(pk=job.pk).status_code is Status.RUNNING, 20, what="running")
+    Job.objects.filter(pk=job.pk).delete()  # a bulk delete, behind the worker's back
+    later = job_manager.create_job(name="later", user=user, job_type="LOCAL", command=["true"])
+    later.execute()
+    wait_for(lambda: Job.objects.get(pk=later.pk).status_code is Status.COMPLETE, 30, what="the next job to run")
+
+
+def test_site_and_api_need_a_permission_to_run_programs(client, user, transactional_db) -> None:
+    from django.contrib.auth.models import Permission
+
+    client.force_login(user)
+    assert client.post("/submit/", {"command": "true"}).status_code == 403
+    assert "Run a command" not in client.get("/").content.decode()
+    api = client.post("/api/jobs/", {"job_type": "LOCAL", "name": "x", "command": ["true"]},
+                      content_type="application/json")
+    assert api.status_code == 403 and "jobtower.add_job" in api.json()["error"]
+    basic = client.post("/api/jobs/", {"job_type": "BASIC", "name": "b"}, content_type="application/json")
+    assert basic.status_code == 201
+    user.user_permissions.add(Permission.objects.get(codename="add_job", content_type__app_label="jobtower"))
+    assert client.post("/submit/", {"command": "true"}).status_code == 302
+    assert Job.objects.filter(job_type="LOCAL", user=user).count() == 1

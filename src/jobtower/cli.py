@@ -241,6 +241,15 @@ def _bar(progress: float | None, width: int = 30) -> str:
     return "[" + "#" * done + "." * (width - done) + f"] {progress:5.1f}%"
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print an API token for a user (it stops working when their password changes)."""
+    _setup()
+    from jobtower.web.tokens import make_token
+
+    print(make_token(_cli_user(args.user)))
+    return 0
+
+
 def cmd_manage(args: argparse.Namespace) -> int:
     """Run any Django management command against jobtower's settings."""
     _setup()
@@ -327,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", type=float)
     wait.add_argument("--interval", type=float, default=0.5)
     wait.set_defaults(func=cmd_wait)
+    token = sub.add_parser("token", help="print a REST API token for a user")
+    token.add_argument("--user", help="the user (default: $JOBTOWER_USER or admin)")
+    token.set_defaults(func=cmd_token)
     manage = sub.add_parser("manage", help="run a Django management command, e.g. createsuperuser")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(func=cmd_manage)

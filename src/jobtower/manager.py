@@ -233,6 +233,8 @@ def transition(
             return True
         fresh = Job.objects.filter(pk=job.pk).values_list("_status", flat=True).first()
         if fresh is None:
+            if not strict:
+                return False  # deleted meanwhile: an observation about it changes nothing
             raise Job.DoesNotExist(f"job {job.pk} no longer exists (it was deleted)")
         job._set(_status=fresh)
         if expected is not None:
@@ -479,6 +481,26 @@ def refresh(job: Job, *, force: bool = False) -> bool:
         Job.objects.filter(pk=job.pk).update(last_status_check=now)
         job._set(last_status_check=now)
     return moved
+
+
+def mark_stale(jobs: Iterable[Job], stale: bool) -> int:
+    """Record whether the engine of `jobs` answers: stale_since is set once, and cleared on an answer.
+
+    Statuses are never touched: a job whose engine does not answer keeps the last status it reported
+    (marked stale), so an unreachable scheduler cannot turn running jobs into errors. Return how many
+    rows changed; jobs already marked (or clear) cost no query.
+    """
+    todo = [job for job in jobs if (job.stale_since is None) is stale]
+    if not todo:
+        return 0
+    value = timezone.now() if stale else None
+    changed = (
+        Job.objects.filter(pk__in=[job.pk for job in todo], stale_since__isnull=stale)
+        .update(stale_since=value)
+    )
+    for job in todo:
+        job._set(stale_since=value)
+    return changed
 
 
 def request_check(job: Job) -> bool:

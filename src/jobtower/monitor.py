@@ -94,11 +94,15 @@ class Monitor:
         next_cycle = 0.0
         try:
             while not stop.is_set():
-                self.heartbeat.beat()
-                if time.monotonic() >= next_cycle:
-                    next_cycle = time.monotonic() + self.interval
-                    self.cycle()
-                self.check_requested()
+                try:
+                    self.heartbeat.beat()
+                    if time.monotonic() >= next_cycle:
+                        next_cycle = time.monotonic() + self.interval
+                        self.cycle()
+                    self.check_requested()
+                except Exception:
+                    log.exception("%s: a cycle failed; going on", self.name)
+                    connections.close_all()
                 stop.wait(self.check_interval)
         finally:
             self.heartbeat.remove()

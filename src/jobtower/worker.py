@@ -118,7 +118,15 @@ class LocalWorker:
         log.info("%s: running up to %d LOCAL jobs at once", self.name, self.concurrency)
         try:
             while not stop.is_set():
-                busy = self.step()
+                try:
+                    busy = self.step()
+                except Exception:
+                    # One bad step (a database hiccup, a job deleted mid-way) must not end the worker:
+                    # what it missed is in the jobs' folders, and the monitor or the next step reads it.
+                    log.exception("%s: a step failed; going on", self.name)
+                    connections.close_all()
+                    busy = False
+                    stop.wait(1.0)
                 if until_idle and not busy and not self.running:
                     break
                 if not busy:

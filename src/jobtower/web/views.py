@@ -30,7 +30,7 @@ from jobtower import conf, manager
 from jobtower.errors import JobError
 from jobtower.gizmos import JobsTable, TableConfig, with_status_since
 from jobtower.models import Job
-from jobtower.web.permissions import can_access, visible_jobs
+from jobtower.web.permissions import can_access, may_run_code, visible_jobs
 
 #: Bytes of a log shown first (its tail); the rest loads only on request.
 LOG_TAIL = 64 * 1024
@@ -273,7 +273,9 @@ def home(request: HttpRequest) -> HttpResponse:
         column_fields=("id", "name", ("App", "label"), ("Type", "job_type"), "creation_time", "run_time"),
         reverse_sort=True, hover=True, striped=True, refresh_interval=2000,
     )
-    return render(request, "jobtower/home.html", {"table": table})
+    from jobtower.models import LocalJob
+
+    return render(request, "jobtower/home.html", {"table": table, "may_run": may_run_code(request.user, LocalJob)})
 
 
 @login_required
@@ -281,7 +283,13 @@ def home(request: HttpRequest) -> HttpResponse:
 def submit_local(request: HttpRequest) -> HttpResponse:
     """Create and execute a LOCAL job from the site's form (the command is split, never run by a shell)."""
     from jobtower.manager import JobManager
+    from jobtower.models import LocalJob
 
+    if not may_run_code(request.user, LocalJob):
+        return HttpResponse(
+            "Running commands on this server needs the permission 'jobtower | job | Can add job'; "
+            "ask an administrator.", status=403, content_type="text/plain",
+        )
     text = request.POST.get("command", "").strip()
     errors = []
     try:
@@ -306,6 +314,6 @@ def submit_local(request: HttpRequest) -> HttpResponse:
             errors.append(str(exc))
     if errors:
         table = JobsTable(jobs=Job.objects.filter(user=request.user), reverse_sort=True)
-        return render(request, "jobtower/home.html", {"table": table, "errors": errors, "form": request.POST},
-                      status=400)
+        return render(request, "jobtower/home.html",
+                      {"table": table, "errors": errors, "form": request.POST, "may_run": True}, status=400)
     return HttpResponseRedirect(reverse("jobtower:home"))
