@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -11,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.template import Context, Template
 from django.test import Client, RequestFactory
 
-from jobtower.gizmos import JobsTable, TableConfig
+from jobtower.gizmos import JobsTable
 from jobtower.models import Job
 from jobtower.statuses import Status
 from jobtower.web.actions import CustomAction

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -71,9 +70,15 @@ def test_stop_ends_the_whole_process_tree(job_manager, user, local_worker) -> No
     pids = wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2 and pids_file.read_text().split())
     running.stop()
     assert Job.objects.get(pk=job.pk).status_code is Status.ABORTED
+    def gone(pid: str) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            return stat.read_text().split(") ")[1][0] == "Z"  # a zombie has ended
+        except OSError:
+            return True
+
     for pid in pids:
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z",
-                 10, what=f"child {pid} to end")
+        wait_for(lambda pid=pid: gone(pid), 10, what=f"child {pid} to end")
     assert Job.objects.get(pk=job.pk).status_message == "stopped by a user"
 
 

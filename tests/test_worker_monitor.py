@@ -11,7 +11,6 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from jobtower import manager, webhooks
 from jobtower.models import Job, JobEvent
