@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Start the services the tests need, if they are not running: PostgreSQL on 127.0.0.1:5432.
+# Start the services the tests need, if they are not running: PostgreSQL on 127.0.0.1:5432, and a
+# loopback HTCondor pool (installed on first use by scripts/engines/condor.sh, about a minute; its client
+# environment is written to /var/cache/engines/htcondor/client.env, where the tests read it).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 
 log() { echo "[services] $*" >&2; }
 
@@ -20,4 +23,9 @@ ensure_postgres() {
   return 1
 }
 
+ensure_condor() {
+  "$here/engines/condor.sh" up >/dev/null
+}
+
 ensure_postgres
+ensure_condor

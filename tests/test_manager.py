@@ -14,7 +14,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import jobtower
-from jobtower import manager
 from jobtower.errors import AlreadyExecuted, InvalidTransition, StopError, SubmitError
 from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent
 from jobtower.statuses import Status
@@ -120,9 +119,9 @@ def test_workflow_record(job_manager, user) -> None:
     assert type(got) is CondorWorkflow and got.max_jobs == {"a": 2} and got.name == f"wf_{wf.pk}"
 
 
-@pytest.mark.parametrize("job_type", ["CONDOR", "CONDORWORKFLOW"])
-def test_executing_condor_is_a_clear_error_and_loses_nothing(job_manager, user, job_type) -> None:
-    job = job_manager.create_job(name="c", user=user, job_type=job_type, description="keep me")
+def test_executing_a_workflow_is_a_clear_error_and_loses_nothing(job_manager, user) -> None:
+    # CONDOR jobs run (tests/test_condor.py); DAGMan workflows do not yet.
+    job = job_manager.create_job(name="c", user=user, job_type="CONDORWORKFLOW", description="keep me")
     with pytest.raises(jobtower.EngineUnavailable, match="cannot run yet"):
         job.execute()
     stored = Job.objects.get(pk=job.pk)
@@ -532,3 +531,29 @@ def test_database_urls() -> None:
     pg = database_settings("postgresql://u:p%40ss@db.example:5433/jobs?sslmode=require", home)
     assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == ("u", "p@ss", "db.example", "5433", "jobs")
     assert pg["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_results_ready_is_never_polled_or_finished_by_the_engine(job_manager, user, memory) -> None:
+    from jobtower.monitor import Monitor
+
+    job = job_manager.create_job(name="r", user=user, job_type="MEMORY")
+    job.execute()
+    Job.objects.filter(pk=job.pk).update(_status=Status.RESULTS_READY.value)
+    memory.set(job, Status.COMPLETE)
+    memory.calls.clear()
+    stale = Job.objects.get(pk=job.pk)
+    assert stale.update_status() is False
+    Monitor().cycle()
+    assert memory.calls == []
+    assert Job.objects.get(pk=job.pk).status_code is Status.RESULTS_READY
+
+
+def test_engine_message_survives_results_processing(job_manager, user, memory) -> None:
+    results_functions.CALLS.clear()
+    job = job_manager.create_job(name="m", user=user, job_type="MEMORY",
+                                 process_results_function="tests.results_functions:record")
+    job.execute()
+    memory.set(job, Status.VARIOUS_COMPLETE, "2 Complete, 1 Error")
+    job.update_status()
+    done = Job.objects.get(pk=job.pk)
+    assert done.status_code is Status.VARIOUS_COMPLETE and done.status_message == "2 Complete, 1 Error"

@@ -18,6 +18,7 @@ from jobtower.registry import job_types, register_job_type
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
+    from jobtower.gizmos import JobsTable
     from jobtower.manager import JobManager
     from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob, Scheduler
     from jobtower.models.scheduler import create_condor_scheduler, get_scheduler
@@ -62,6 +63,7 @@ _LAZY = {
     "Scheduler": "jobtower.models",
     "create_condor_scheduler": "jobtower.models",
     "get_scheduler": "jobtower.models",
+    "JobsTable": "jobtower.gizmos",
 }
 
 

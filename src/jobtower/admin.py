@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 
-from jobtower.models import Job, JobEvent
+from jobtower.models import Job, JobEvent, Scheduler
 from jobtower.statuses import Status
 
 
@@ -65,3 +66,40 @@ class JobEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+
+class SchedulerForm(forms.ModelForm):
+    """The token is write-only: never shown, replaced only when a new one is typed."""
+
+    new_token = forms.CharField(
+        label="IDTOKEN", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="paste a token from condor_token_create to set or replace it; leave empty to keep "
+        "the current one",
+    )
+    clear_token = forms.BooleanField(label="remove the token", required=False)
+
+    class Meta:
+        model = Scheduler
+        fields = ("name", "host", "schedd_name", "description")
+
+    def save(self, commit: bool = True) -> Scheduler:
+        scheduler = super().save(commit=False)
+        if self.cleaned_data.get("clear_token"):
+            scheduler.token = ""
+        elif self.cleaned_data.get("new_token"):
+            scheduler.token = self.cleaned_data["new_token"]
+        if commit:
+            scheduler.save()
+        return scheduler
+
+
+@admin.register(Scheduler)
+class SchedulerAdmin(admin.ModelAdmin):
+    form = SchedulerForm
+    list_display = ("name", "host", "schedd_name", "has_token")
+    search_fields = ("name", "host", "schedd_name")
+
+    @admin.display(boolean=True, description="token")
+    def has_token(self, scheduler: Scheduler) -> bool:
+        return scheduler.has_token

@@ -229,7 +229,7 @@ def transition(
             job._set(**values)
             _announce(job, current, new, source, message)
             if final is not None:
-                _process_results(job, final)
+                _process_results(job, final, message)
             return True
         fresh = Job.objects.filter(pk=job.pk).values_list("_status", flat=True).first()
         if fresh is None:
@@ -421,7 +421,7 @@ def _has_results_step(job: Job) -> bool:
     return backend is not None and type(backend).fetch_results is not Backend.fetch_results
 
 
-def _process_results(job: Job, final: Status) -> None:
+def _process_results(job: Job, final: Status, message: str = "") -> None:
     """Fetch outputs and run process_results_function once (we won the move to Results-Ready)."""
     try:
         backend = job.get_backend()
@@ -440,7 +440,8 @@ def _process_results(job: Job, final: Status) -> None:
             strict=False,
         )
         return
-    transition(job, final, source="results", strict=False)
+    # The engine's words (e.g. a multi-proc summary) stay on the finished job.
+    transition(job, final, source="results", message=message, strict=False)
 
 
 # -- freshness ------------------------------------------------------------------------------------
@@ -451,7 +452,7 @@ def refresh_if_due(job: Job) -> bool:
     interval = conf.get("STATUS_REFRESH_INTERVAL")
     if interval is None or job.pk is None or job.backend_path is None:
         return False
-    if not job.status_code.is_active:
+    if job.status_code not in statuses.POLLED:
         return False
     last = job.last_status_check
     if last is not None and (timezone.now() - last).total_seconds() < interval:
@@ -462,7 +463,7 @@ def refresh_if_due(job: Job) -> bool:
 def refresh(job: Job, *, force: bool = False) -> bool:
     """Ask the job's engine for its status now and apply it; return True if the status moved."""
     backend = job.get_backend()
-    if backend is None or job.pk is None or not job.status_code.is_active:
+    if backend is None or job.pk is None or job.status_code not in statuses.POLLED:
         return False
     now = timezone.now()
     try:

@@ -18,7 +18,9 @@ from jobtower.worker import Heartbeat, _stop_on_signals
 
 log = logging.getLogger("jobtower.monitor")
 
-ACTIVE_CODES = [s.value for s in statuses.ACTIVE]
+#: What the monitor asks engines about: every active status but Results-Ready, which is the manager's
+#: own step (outputs fetched, process_results_function running) and must not be finished by a poll.
+POLLED_CODES = [s.value for s in statuses.POLLED]
 
 
 def engines() -> dict[str, list[str]]:
@@ -47,7 +49,7 @@ class Monitor:
         moved = 0
         for path, job_types in engines().items():
             jobs = list(
-                Job.objects.filter(job_type__in=job_types, _status__in=ACTIVE_CODES).order_by("id")
+                Job.objects.filter(job_type__in=job_types, _status__in=POLLED_CODES).order_by("id")
             )
             if jobs:
                 moved += self._poll(path, jobs)
@@ -63,7 +65,7 @@ class Monitor:
         Job.objects.filter(pk__in=[job.pk for job in flagged]).update(check_requested=None)
         by_engine: dict[str, list[Job]] = defaultdict(list)
         for job in flagged:
-            if job.backend_path and job.status_code.is_active:
+            if job.backend_path and job.status_code in statuses.POLLED:
                 by_engine[job.backend_path].append(job)
         return sum(self._poll(path, jobs) for path, jobs in by_engine.items())
 

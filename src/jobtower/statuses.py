@@ -74,6 +74,9 @@ ACTIVE: frozenset[Status] = frozenset(
     }
 )
 
+#: Active statuses an engine is asked about (Results-Ready belongs to the manager, not the engine).
+POLLED: frozenset[Status] = ACTIVE - {Status.RESULTS_READY}
+
 _S = Status
 #: The legal moves: TRANSITIONS[a] is every status a job in status `a` may move to.
 TRANSITIONS: dict[Status, frozenset[Status]] = {

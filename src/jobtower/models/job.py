@@ -38,6 +38,7 @@ READ_ONLY = {
     "status_message": "it is set with the status: job.update_status(status, message=...)",
     "attempt": "resubmit() starts a new attempt",
     "last_status_check": "the manager records when it last asked the engine",
+    "stale_since": "the manager records when the engine stopped answering about the job",
     "check_requested": "the status callback sets it: job_manager.get_job_status_callback_url()",
     "progress": "the running job reports it (jobtower.progress(percent, message))",
     "progress_message": "the running job reports it (jobtower.progress(percent, message))",
@@ -150,6 +151,8 @@ class Job(models.Model):
     start_time = models.DateTimeField(null=True, blank=True)
     completion_time = models.DateTimeField(null=True, blank=True)
     last_status_check = models.DateTimeField(null=True, blank=True)
+    # Set while the job's engine does not answer: the status shown is the last one it gave.
+    stale_since = models.DateTimeField(null=True, blank=True)
     # Set by the status callback; the monitor re-checks flagged jobs at once (a burst costs one check).
     check_requested = models.DateTimeField(null=True, blank=True)
     progress = models.FloatField(null=True, blank=True, help_text="percent done, as the job reports it")
@@ -167,6 +170,8 @@ class Job(models.Model):
             # list_jobs(user=...) of one app, first page by id: one index range scan.
             models.Index(fields=["label", "user", "id"], name="jobtower_label_user_id"),
             models.Index(fields=["label", "id"], name="jobtower_label_id"),
+            # a user's jobs of every app, newest first (the site's Jobs Table, the REST API).
+            models.Index(fields=["user", "id"], name="jobtower_user_id"),
             # the monitor's "every active job" query.
             models.Index(fields=["_status"], name="jobtower_status"),
         ]

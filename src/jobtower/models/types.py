@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobtower.models.job import Job, SpecField
 from jobtower.registry import register_job_type
+
+if TYPE_CHECKING:
+    from jobtower.backends.condor_templates import Description
+    from jobtower.models.scheduler import Scheduler
 
 
 def _paths(value: Any) -> list[str]:
@@ -20,8 +24,14 @@ def _paths(value: Any) -> list[str]:
 
 
 def _scheduler_name(value: Any) -> str:
-    # Tethys passes a Scheduler record; we store its name (the record arrives with the HTCondor engine).
+    # Tethys passes a Scheduler record; the job stores its name (the record's token stays in its table).
     return str(getattr(value, "name", value))
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"num_jobs must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 @register_job_type("BASIC")
@@ -37,12 +47,33 @@ class CondorBase(Job):
     """Settings shared by the HTCondor job types."""
 
     backend_path = "jobtower.backends.condor:CondorBackend"
+    #: The name of a Scheduler record; None submits to the local pool.
     scheduler = SpecField(None, coerce=_scheduler_name)
     remote_input_files = SpecField(list, coerce=_paths)
 
     class Meta:
         proxy = True
         app_label = "jobtower"
+
+    @property
+    def cluster_id(self) -> int:
+        """Return the HTCondor cluster id of the current attempt (0 before it is submitted)."""
+        return int((self.engine_data or {}).get("cluster_id") or 0)
+
+    def get_scheduler(self) -> "Scheduler | None":
+        """Return the job's Scheduler record (None: the local pool); ValueError if it is gone."""
+        if not self.scheduler:
+            return None
+        from jobtower.models.scheduler import get_scheduler
+
+        found = get_scheduler(self.scheduler)
+        if found is None:
+            raise ValueError(
+                f"there is no HTCondor scheduler named {self.scheduler!r}; create it with "
+                "jobtower.create_condor_scheduler(name, host, token=...).save(), or pass scheduler=None "
+                "for the local pool"
+            )
+        return found
 
 
 @register_job_type("CONDOR", aliases=("CONDORJOB",))
@@ -51,10 +82,40 @@ class CondorJob(CondorBase):
 
     attributes = SpecField(dict, coerce=dict)
     condorpy_template_name = SpecField(None, coerce=str)
+    #: How many procs the cluster has (HTCondor's `queue N`); execute(queue=N) sets it too.
+    num_jobs = SpecField(1, coerce=_count)
 
     class Meta:
         proxy = True
         app_label = "jobtower"
+
+    def submit_description(self) -> "Description":
+        """Return the submit description of the current attempt; ValueError says what is wrong."""
+        from jobtower.backends.condor_templates import describe
+
+        return describe(
+            template_name=self.condorpy_template_name,
+            attributes=self.attributes,
+            folder=str(self.folder),
+            workspace=self.workspace,
+            attempt=self.attempt,
+            job_id=self.pk,
+            name=self.name,
+            remote_input_files=self.remote_input_files,
+            procs=self.num_jobs,
+            remote=bool(self.scheduler),
+        )
+
+    def clean_spec(self) -> None:
+        """Check the template, the attributes and the scheduler before anything moves."""
+        self.submit_description()
+        self.get_scheduler()
+
+    def execute(self, queue: int | None = None, *args: Any, **kwargs: Any) -> None:
+        """Submit the job (as Tethys's, `queue=N` makes a cluster of N procs)."""
+        if queue:
+            self.num_jobs = queue
+        super().execute()
 
     def set_attribute(self, name: str, value: Any) -> None:
         """Set one submit-description attribute (e.g. "executable")."""

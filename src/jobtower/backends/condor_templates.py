@@ -1,0 +1,224 @@
+"""Submit descriptions for CONDOR jobs: templates by name, and the description of one attempt.
+
+A template is a set of submit-description defaults (HTCondor's own command names) chosen by the name
+Tethys apps pass as ``condorpy_template_name``; the job's ``attributes`` override them. Nothing here
+imports htcondor or touches the disk, so jobs are checked before anything moves and the mapping is
+tested without a pool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Iterable, Mapping
+
+
+@dataclass(frozen=True)
+class Template:
+    """Defaults for a kind of job; `{folder}` and `{workspace}` are filled in per job."""
+
+    name: str
+    summary: str
+    commands: Mapping[str, str] = field(default_factory=dict)
+    #: Send inputs and fetch outputs through the schedd's spool even on the local pool.
+    spool: bool = False
+
+
+_TRANSFER = {
+    "universe": "vanilla",
+    "should_transfer_files": "YES",
+    "when_to_transfer_output": "ON_EXIT_OR_EVICT",
+    "transfer_executable": "true",
+}
+
+#: The templates by name: condorpy's own (base, vanilla_base, vanilla_transfer_files, vanilla_nfs)
+#: and the names Tethys apps use for a shared workspace and for a schedd that shares no file system.
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in (
+        Template("base", "HTCondor's defaults; the job runs in its own folder"),
+        Template("vanilla_base", "the vanilla universe; the job runs in its own folder",
+                 {"universe": "vanilla"}),
+        Template(
+            "vanilla_transfer_files",
+            "vanilla universe with file transfer: the executable and remote_input_files go to the "
+            "execute machine, new files come back into the job's folder",
+            _TRANSFER,
+        ),
+        Template(
+            "vanilla_nfs",
+            "vanilla universe on a shared file system: no file transfer, the job runs in its own folder",
+            {"universe": "vanilla", "should_transfer_files": "NO"},
+        ),
+        Template(
+            "vanilla_nfs_workspace",
+            "vanilla universe on a shared file system, run in the job's workspace (not its own folder)",
+            {"universe": "vanilla", "should_transfer_files": "NO", "initialdir": "{workspace}"},
+        ),
+        Template(
+            "remote_transfer_files",
+            "file transfer through the schedd's spool: inputs are sent with the job and outputs "
+            "fetched back, so the schedd needs no shared file system",
+            _TRANSFER,
+            spool=True,
+        ),
+    )
+}
+
+#: The template of a job that names none (as Tethys falls back to condorpy's base).
+DEFAULT_TEMPLATE = "base"
+
+
+def template(name: str | None) -> Template:
+    """Return the template called `name` (None: the default); ValueError lists the valid names."""
+    found = TEMPLATES.get(name or DEFAULT_TEMPLATE)
+    if found is None:
+        raise ValueError(
+            f"unknown condorpy_template_name {name!r}; valid templates are: {', '.join(sorted(TEMPLATES))}"
+        )
+    return found
+
+
+def submit_value(value: Any) -> str | None:
+    """Return a setting as submit-description text; None and "" mean "not set"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(item) for item in value)
+    text = str(value)
+    if "\n" in text:
+        raise ValueError(f"a submit-description value cannot span lines: {text!r}")
+    return text or None
+
+
+def attempt_folder(folder: str | os.PathLike[str], attempt: int) -> str:
+    """Return the folder that holds one attempt's stdout, stderr and event log."""
+    return os.path.join(os.fspath(folder), "attempts", str(attempt))
+
+
+@dataclass
+class Description:
+    """One attempt's submit description and what jobtower needs to know about it."""
+
+    #: The submit description, command -> value, as htcondor.Submit takes it.
+    commands: dict[str, str]
+    #: Submit with spool (inputs sent, outputs fetched by the client).
+    spool: bool
+    #: How many procs the cluster has (`queue N`).
+    procs: int
+    #: Absolute paths of the event log and of stdout/stderr (with $(Process) when procs > 1).
+    log: str
+    output: str
+    error: str
+
+
+_PROCESS_MACROS = re.compile(r"\$\((Process|ProcId|Cluster|ClusterId)\)", re.IGNORECASE)
+
+
+def expand(path: str, cluster: int, proc: int) -> str:
+    """Fill $(Cluster)/$(Process) in a file name as HTCondor does for one proc."""
+    return _PROCESS_MACROS.sub(
+        lambda m: str(cluster if m.group(1).lower().startswith("cluster") else proc), path
+    )
+
+
+def describe(
+    *,
+    template_name: str | None,
+    attributes: Mapping[str, Any],
+    folder: str,
+    workspace: str,
+    attempt: int,
+    job_id: int,
+    name: str = "",
+    remote_input_files: Iterable[str] = (),
+    procs: int = 1,
+    remote: bool = False,
+) -> Description:
+    """Return the submit description of one attempt of a CONDOR job; ValueError says what is wrong.
+
+    Template defaults first, then jobtower's per-attempt files (``attempts/<n>/stdout.txt``,
+    ``stderr.txt``, ``condor.log`` in the job's folder, so a resubmit keeps the old ones), then the
+    job's attributes, which override anything (an attribute set to None or "" removes a default).
+    Relative paths are taken from the job's initial directory, which is its own folder by default.
+    """
+    chosen = template(template_name)
+    if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
+        raise ValueError(f"num_jobs must be a whole number of at least 1, got {procs!r}")
+    filler = {"folder": folder, "workspace": workspace or folder}
+    per_attempt = attempt_folder(folder, attempt)
+    suffix = ".$(Process)" if procs > 1 else ""
+    commands: dict[str, str] = {key: value.format(**filler) for key, value in chosen.commands.items()}
+    commands.setdefault("initialdir", folder)
+    commands.update(
+        output=os.path.join(per_attempt, f"stdout{suffix}.txt"),
+        error=os.path.join(per_attempt, f"stderr{suffix}.txt"),
+        log=os.path.join(per_attempt, "condor.log"),
+    )
+    label = re.sub(r"[^\w.@:+-]+", "_", name).strip("_")
+    if label:
+        commands["batch_name"] = label
+    # Submit commands are case-insensitive: an attribute replaces the default of any spelling.
+    keys = {key.lower(): key for key in commands}
+    for key, raw in attributes.items():
+        key = str(key)
+        value = submit_value(raw)
+        old = keys.pop(key.lower(), None)
+        if old is not None:
+            del commands[old]
+        if value is not None:
+            commands[key] = value
+            keys[key.lower()] = key
+
+    def get(key: str) -> str | None:
+        actual = keys.get(key)
+        return commands[actual] if actual is not None else None
+
+    def put(key: str, value: str | None) -> None:
+        actual = keys.pop(key, key)
+        commands.pop(actual, None)
+        if value:
+            commands[actual] = value
+            keys[key] = actual
+
+    initialdir = os.path.join(folder, get("initialdir") or folder)
+    put("initialdir", initialdir)
+    inputs = [str(path) for path in remote_input_files]
+    executable = get("executable")
+    if not executable:
+        raise ValueError(
+            "a CONDOR job needs an executable: job.set_attribute('executable', 'my_script.py') "
+            "(a file of remote_input_files, or a path from the job's folder)"
+        )
+    if not os.path.isabs(executable):
+        by_name = {PurePosixPath(p).name: p for p in inputs}
+        if "/" not in executable and executable in by_name:
+            executable = os.path.abspath(by_name[executable])
+            inputs = [p for p in inputs if PurePosixPath(p).name != PurePosixPath(executable).name]
+        else:
+            executable = os.path.normpath(os.path.join(initialdir, executable))
+        put("executable", executable)
+    transfers = (get("should_transfer_files") or "").upper() != "NO"
+    if inputs and transfers:
+        listed = [item.strip() for item in (get("transfer_input_files") or "").split(",") if item.strip()]
+        put("transfer_input_files", ", ".join(dict.fromkeys(listed + inputs)))
+    # Our identity on the job ad: polls match ads to jobs with it, whatever else is in the queue.
+    commands["+JobtowerJobId"] = str(int(job_id))
+    commands["+JobtowerAttempt"] = str(int(attempt))
+
+    def absolute(key: str) -> str:
+        value = get(key) or ""
+        return os.path.join(initialdir, value) if value else ""
+
+    return Description(
+        commands=commands,
+        spool=chosen.spool or remote,
+        procs=procs,
+        log=absolute("log"),
+        output=absolute("output"),
+        error=absolute("error"),
+    )
