@@ -83,15 +83,26 @@ def _json_error(message: str, status: int) -> JsonResponse:
 # -- the Jobs Table's live endpoints ----------------------------------------------------------------
 
 
+def _table_config(token: str) -> TableConfig | None:
+    """Return the configuration signed into a table's page, or None if missing or altered."""
+    try:
+        return TableConfig.load(token)
+    except (signing.BadSignature, TypeError, ValueError, KeyError):
+        return None
+
+
+def _bad_config() -> JsonResponse:  # noqa: N802 - reads as the constant answer it is
+    return _json_error("the table configuration is missing or was altered; reload the page", 400)
+
+
 @require_GET
 def table_rows(request: HttpRequest) -> JsonResponse:
     """Return fresh HTML for the table rows asked for, from the database only (one request)."""
     if not request.user.is_authenticated:
         return _json_error("log in to see jobs", 401)
-    try:
-        config = TableConfig.load(request.GET.get("config", ""))
-    except (signing.BadSignature, TypeError, ValueError, KeyError):
-        return _json_error("the table configuration is missing or was altered; reload the page", 400)
+    config = _table_config(request.GET.get("config", ""))
+    if config is None:
+        return _bad_config()
     try:
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:MAX_REFRESH_ROWS]
     except ValueError:
@@ -115,10 +126,9 @@ def table_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse
     """Run one of the table's configured actions on a job the user may act on (POST + CSRF)."""
     if not request.user.is_authenticated:
         return _json_error("log in to act on jobs", 401)
-    try:
-        config = TableConfig.load(request.POST.get("config", ""))
-    except (signing.BadSignature, TypeError, ValueError, KeyError):
-        return _json_error("the table configuration is missing or was altered; reload the page", 400)
+    config = _table_config(request.POST.get("config", ""))
+    if config is None:
+        return _bad_config()
     job = Job.objects.filter(pk=job_id).first()
     if job is None or not can_access(request.user, job):
         return _json_error(f"there is no job {job_id} you may act on", 404)
