@@ -91,7 +91,7 @@ def _table_config(token: str) -> TableConfig | None:
         return None
 
 
-def _bad_config() -> JsonResponse:  # noqa: N802 - reads as the constant answer it is
+def _bad_config() -> JsonResponse:
     return _json_error("the table configuration is missing or was altered; reload the page", 400)
 
 
