@@ -204,3 +204,27 @@ def test_site_and_api_need_a_permission_to_run_programs(client, user, transactio
     user.user_permissions.add(Permission.objects.get(codename="add_job", content_type__app_label="jobtower"))
     assert client.post("/submit/", {"command": "true"}).status_code == 302
     assert Job.objects.filter(job_type="LOCAL", user=user).count() == 1
+
+
+def test_callback_fast_path_flags_once_and_still_404s_unknown_ids(client, job_manager, user, rf, transactional_db) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monitor = Monitor()
+    monitor.heartbeat.beat(force=True)
+    manager._monitor_seen[:] = [0.0, 0.0]
+    try:
+        job = job_manager.create_job(name="fast", user=user, job_type="BASIC")
+        job.execute()
+        url = job_manager.get_job_status_callback_url(rf.get("/"), job.pk)
+        assert client.get(url).json() == {"success": True}
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).json() == {"success": True}
+        writes = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and "check_requested" in q["sql"]]
+        assert len(writes) == 1  # an UPDATE that matches nothing: the flag is set already
+        assert Job.objects.get(pk=job.pk).check_requested is not None
+        ghost = url.replace(f"/{job.pk}/", "/987654/").split("?")[0] + f"?token={manager.callback_token(987654)}"
+        assert client.get(ghost).status_code == 404
+    finally:
+        monitor.heartbeat.remove()
+        manager._monitor_seen[:] = [0.0, 0.0]

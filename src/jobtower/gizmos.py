@@ -334,7 +334,8 @@ def _display(value: Any) -> str:
     if value is None:
         return "None"
     if isinstance(value, datetime.datetime):
-        value = formats.localize(timezone.template_localtime(value))
+        # Compact and sortable, in the site's time zone (Django's localize costs a third of a row).
+        value = timezone.template_localtime(value).strftime("%Y-%m-%d %H:%M")
     elif isinstance(value, (datetime.date, float, int)) and not isinstance(value, bool):
         value = formats.localize(value)
     return escape(str(value))

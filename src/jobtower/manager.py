@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from django.core import signing
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -511,9 +511,29 @@ def request_check(job: Job) -> bool:
     second; a burst of requests for one job costs one check. Without one, it is checked here.
     """
     if monitor_alive():
-        Job.objects.filter(pk=job.pk, check_requested__isnull=True).update(check_requested=timezone.now())
+        flag_for_check(job.pk)
         return False
     return refresh(job, force=True)
+
+
+def flag_for_check(job_id: int) -> bool:
+    """Flag a job for the monitor's next quick check; False when there is no such job.
+
+    Plain SQL, no Job object: the first of a burst of callbacks writes the flag; the others find
+    it set and write nothing.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_FLAG_SQL, [timezone.now(), int(job_id)])
+        if cursor.fetchone() is not None:
+            return True
+        cursor.execute('SELECT 1 FROM "jobtower_job" WHERE "id" = %s', [int(job_id)])
+        return cursor.fetchone() is not None
+
+
+_FLAG_SQL = (
+    'UPDATE "jobtower_job" SET "check_requested" = %s '
+    'WHERE "id" = %s AND "check_requested" IS NULL RETURNING "id"'
+)
 
 
 _monitor_seen: list[float] = [0.0, 0.0]  # [checked at, alive until], per process
