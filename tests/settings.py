@@ -45,6 +45,9 @@ _db = database_settings(os.environ.get("JOBTOWER_DATABASE_URL"), HOME)
 if _db["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so other threads and processes see the same test database.
     _db["TEST"] = {"NAME": str(HOME / "test.sqlite3")}
+else:
+    # One test database per run, so two runs on one server (a developer's and CI's) never collide.
+    _db["TEST"] = {"NAME": f"test_{_db['NAME']}_{os.getpid()}"}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
