@@ -72,6 +72,7 @@ def test_pages_sort_filter_and_search_happen_in_the_database(job_manager, user) 
     assert ids_in(render(table, user, "?jt_status=COM")) == [done.pk]
     assert ids_in(render(table, user, "?jt_q=needle")) == [special.pk]
     assert ids_in(render(table, user, "?jt_sort=__class__&jt_page=x")) == first  # bad input: defaults
+    assert ids_in(render(table, user, "?jt_page=" + "9" * 40)) == []  # a huge page is empty, not a 500
     assert ids_in(render(JobsTable(jobs=job_manager.list_jobs(user), reverse_sort=True), user))[0] == special.pk
 
 

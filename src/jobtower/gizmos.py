@@ -34,6 +34,8 @@ _SALT = "jobtower.jobs-table"
 SORTABLE = {"id", "name", "description", "label", "job_type", "creation_time", "execute_time",
             "start_time", "completion_time", "status", "attempt", "progress"}
 MAX_PAGE_SIZE = 500
+#: Beyond this a page number is nonsense (and would overflow the database's OFFSET).
+MAX_PAGE = 1_000_000
 
 
 def _column(entry: str | Sequence[str]) -> tuple[str, str]:
@@ -109,7 +111,7 @@ class JobsTable:
         params = request.GET
         p = self.prefix
         try:
-            page = max(1, int(params.get(f"{p}_page", "1")))
+            page = min(max(1, int(params.get(f"{p}_page", "1"))), MAX_PAGE)
         except ValueError:
             page = 1
         default_sort = ("-" if self.reverse_sort else "") + self.sort_field
