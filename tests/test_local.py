@@ -202,3 +202,28 @@ def test_a_claimed_job_that_never_started_is_queued_again(job_manager, user, tra
     Monitor().cycle()
     again = Job.objects.get(pk=job.pk)
     assert again.status_code is Status.SUBMITTED and "queued again" in again.status_message
+
+
+def test_observing_healthy_jobs_in_a_tight_loop_never_calls_them_lost(job_manager, user, transactional_db) -> None:
+    """A race the benchmark found: a supervisor starting or ending between two reads looked lost."""
+    from jobtower import manager
+
+    jobs = []
+    for i in range(150):
+        job = job_manager.create_job(name=f"h{i}", user=user, job_type="LOCAL", command=["true"])
+        job.execute()
+        jobs.append(job)
+    claimed = manager.claim(["LOCAL"], 150, source="test")
+    backend = local.LocalBackend()
+    deadline = time.monotonic() + 120
+    for job in claimed:
+        # Watch each job from the moment its supervisor is started until it has ended.
+        process = local.spawn(job)
+        while True:
+            assert time.monotonic() < deadline, "jobs of `true` should all end within two minutes"
+            observation = backend.observe_one(job)
+            if observation is not None:
+                assert not observation.message.startswith("lost"), (job.pk, observation)
+                if observation.status is Status.COMPLETE:
+                    break
+        process.wait()

@@ -345,11 +345,16 @@ def claim(job_types: Iterable[str], limit: int, *, source: str) -> list[Job]:
     """Move up to `limit` Submitted jobs of `job_types` to Running for one worker; never twice."""
     if limit <= 0:
         return []
+    job_types = list(job_types)
+    # A plain read first: an idle worker polling the queue takes no write lock (SQLite's BEGIN
+    # IMMEDIATE would otherwise serialize every idle poll with real writers).
+    if not Job.objects.filter(job_type__in=job_types, _status=Status.SUBMITTED.value).exists():
+        return []
     with transaction.atomic():
         # FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock.
         jobs = list(
             Job.objects.select_for_update(skip_locked=True)
-            .filter(job_type__in=list(job_types), _status=Status.SUBMITTED.value)
+            .filter(job_type__in=job_types, _status=Status.SUBMITTED.value)
             .order_by("id")[:limit]
         )
         if not jobs:

@@ -130,7 +130,10 @@ class LocalWorker:
                 if until_idle and not busy and not self.running:
                     break
                 if not busy:
-                    stop.wait(self.idle_sleep)
+                    # With jobs running, look again soon: a finished job frees a slot (the step is
+                    # cheap then: no claim is tried while every slot is taken). Idle, poll the queue.
+                    full = len(self.running) >= self.concurrency
+                    stop.wait(0.01 if full else self.idle_sleep)
         finally:
             # Running jobs keep going under their supervisors; the monitor records how they end.
             self.heartbeat.remove()

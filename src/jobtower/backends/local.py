@@ -85,13 +85,17 @@ def tail(path: Path, limit: int) -> str:
     return text
 
 
-def supervisor_pid(folder: Path) -> int | None:
-    """Return the pid of the attempt's supervisor while it runs, else None."""
+def _read_pid(folder: Path) -> int | None:
     try:
-        pid = int((folder / "supervisor.pid").read_text())
+        return int((folder / "supervisor.pid").read_text())
     except (OSError, ValueError):
         return None
-    return pid if _is_our_supervisor(pid, folder) else None
+
+
+def supervisor_pid(folder: Path) -> int | None:
+    """Return the pid of the attempt's supervisor while it runs, else None."""
+    pid = _read_pid(folder)
+    return pid if pid is not None and _is_our_supervisor(pid, folder) else None
 
 
 def _is_our_supervisor(pid: int, folder: Path) -> bool:
@@ -213,6 +217,12 @@ class LocalBackend(Backend):
         extra: dict[str, Any] = {}
         if isinstance(percent, (int, float)):
             extra = {"progress": float(percent), "progress_message": str(progress.get("message", ""))}
+        # The supervisor writes supervisor.pid, runs the job, writes exit.json, then exits. Reading in
+        # the opposite order (was it started? is it alive? did it end?) leaves no gap in which a
+        # healthy job looks lost: a supervisor found gone has written exit.json before it went.
+        pid = _read_pid(folder)  # None also while the file exists but is not written yet
+        started = pid is not None
+        alive = started and _is_our_supervisor(pid, folder)
         ended = read_json(folder / "exit.json")
         if isinstance(ended, dict) and "exit_code" in ended:
             code = int(ended["exit_code"])
@@ -226,14 +236,14 @@ class LocalBackend(Backend):
                     result = result.get("value")
                 return Observation(Status.COMPLETE, "", result=result, **extra)
             return Observation(Status.ERROR, _exit_message(code, folder), **extra)
-        if supervisor_pid(folder) is not None:
+        if alive:
             paused = (folder / "paused").exists()
             return Observation(Status.PAUSED if paused else Status.RUNNING, "", **extra)
         if (folder / "stopped").exists():
             return Observation(Status.ABORTED, "stopped by a user")
         if (folder / "timed_out").exists():
             return Observation(Status.ERROR, f"timed out: it ran longer than its timeout of {job.timeout:g} s")
-        if not (folder / "supervisor.pid").exists():
+        if not started:
             if job.status_code in (Status.SUBMITTED, Status.PAUSED):
                 return None  # waiting for a worker to claim it
             started = job.start_time
