@@ -748,5 +748,10 @@ def test_deleting_a_running_local_job_stops_it(client, user, local_worker) -> No
     assert client.delete(f"/api/jobs/{job_id}/", **bearer(user)).status_code == 204
     from pathlib import Path
 
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z",
-             10, what="the supervisor to end")
+    def gone() -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"  # a zombie has ended
+        except OSError:
+            return True  # no such process any more
+
+    wait_for(gone, 10, what="the supervisor to end")
