@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobtower.backends.base import Backend
+from jobtower.backends.base import Backend, Capability
 from jobtower.backends.memory import MemoryBackend
 from jobtower.backends import get_backend
 from jobtower.models import Job
@@ -25,6 +25,8 @@ class FileCountingBackend(Backend):
     """Appends one line per submission to $JOBTOWER_TEST_SUBMIT_LOG: counts across processes."""
 
     name = "file-counter"
+    # An engine that can neither stop nor hold: the table must not offer what it cannot do.
+    capabilities = frozenset({Capability.SUBMIT, Capability.POLL})
 
     def submit(self, job: Job) -> None:
         with open(os.environ["JOBTOWER_TEST_SUBMIT_LOG"], "a") as handle:

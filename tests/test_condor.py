@@ -297,7 +297,7 @@ def fresh(job: Job) -> Job:
 
 def drive(job: Job, done: Callable[[Job], bool], timeout: float = 60.0, what: str = "") -> Job:
     """Run monitor cycles until `done(job)`; return the job as stored."""
-    monitor = Monitor()
+    monitor = Monitor(results_threads=0)
 
     def check() -> Job | None:
         monitor.cycle()
@@ -443,7 +443,7 @@ def test_pause_holds_and_resume_releases(job_manager, user, workspace, backend, 
     running.pause()
     assert fresh(job).status_code is Status.PAUSED
     assert [ad["JobStatus"] for ad in in_queue(running.cluster_id)] == [5]
-    Monitor().cycle()  # the hold reads as Paused, not as an error
+    Monitor(results_threads=0).cycle()  # the hold reads as Paused, not as an error
     assert fresh(job).status_code is Status.PAUSED
     paused = fresh(job)
     paused.resume()
@@ -502,7 +502,7 @@ def test_one_monitor_cycle_asks_the_schedd_at_most_twice(job_manager, user, work
     sleepers = [sleeper(job_manager, user, workspace) for _ in range(5)]
     wait_for(lambda: not in_queue(quick_again.cluster_id) or None, 60, what="quick2 to leave the queue")
     before = backend.queries
-    Monitor().cycle()
+    Monitor(results_threads=0).cycle()
     assert backend.queries - before == 2  # the queue for six jobs, then the history for the one gone
     assert fresh(quick_again).status_code is Status.COMPLETE
     for job in sleepers:
@@ -518,7 +518,7 @@ def test_unanswering_schedd_leaves_statuses_stale_not_error(pool, job_manager, u
         wait_for(lambda: subprocess.run(
             [pool["JOBTOWER_CONDOR_BIN"] + "/condor_q", "-af", "ClusterId"], capture_output=True,
             env={**os.environ}).returncode != 0, 30, interval=0.3, what="the schedd to stop")
-        Monitor().cycle()
+        Monitor(results_threads=0).cycle()
         stale = fresh(job)
         assert stale.status_code is Status.RUNNING and stale.stale_since is not None
         assert stale.update_status() is False  # library mode: no error either

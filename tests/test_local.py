@@ -146,7 +146,7 @@ def test_progress_is_stored_while_running(job_manager, user, local_worker, tmp_p
     )
     job.execute()
     status_is(job, Status.RUNNING)
-    monitor = Monitor()
+    monitor = Monitor(results_threads=0)
 
     def seen() -> bool:
         monitor.cycle()
@@ -182,7 +182,7 @@ def test_a_job_whose_supervisor_vanished_is_lost_not_running_forever(job_manager
     (claimed,) = manager.claim(["LOCAL"], 1, source="test")
     folder = local.attempt_dir(claimed)
     (folder / "supervisor.pid").write_text("999999999")  # a pid that cannot be alive
-    Monitor().cycle()
+    Monitor(results_threads=0).cycle()
     lost = Job.objects.get(pk=job.pk)
     assert lost.status_code is Status.ERROR and lost.status_message.startswith("lost:")
 
@@ -199,7 +199,7 @@ def test_a_claimed_job_that_never_started_is_queued_again(job_manager, user, tra
     job.execute()
     (claimed,) = manager.claim(["LOCAL"], 1, source="test")
     Job.objects.filter(pk=job.pk).update(start_time=timezone.now() - timedelta(seconds=local.START_GRACE + 1))
-    Monitor().cycle()
+    Monitor(results_threads=0).cycle()
     again = Job.objects.get(pk=job.pk)
     assert again.status_code is Status.SUBMITTED and "queued again" in again.status_message
 

@@ -536,16 +536,34 @@ def test_database_urls() -> None:
 def test_results_ready_is_never_polled_or_finished_by_the_engine(job_manager, user, memory) -> None:
     from jobtower.monitor import Monitor
 
+    from django.utils import timezone
+
     job = job_manager.create_job(name="r", user=user, job_type="MEMORY")
     job.execute()
-    Job.objects.filter(pk=job.pk).update(_status=Status.RESULTS_READY.value)
-    memory.set(job, Status.COMPLETE)
+    # Someone else holds the results step (a live claim): neither the engine nor we finish it.
+    Job.objects.filter(pk=job.pk).update(_status=Status.RESULTS_READY.value, results_claimed_at=timezone.now())
+    memory.set(job, Status.ERROR, "the engine changed its mind")
     memory.calls.clear()
     stale = Job.objects.get(pk=job.pk)
     assert stale.update_status() is False
-    Monitor().cycle()
+    Monitor(results_threads=0).cycle()
     assert memory.calls == []
     assert Job.objects.get(pk=job.pk).status_code is Status.RESULTS_READY
+
+
+def test_unclaimed_results_ready_is_finished_by_the_results_step_not_the_engine(job_manager, user, memory) -> None:
+    from jobtower.monitor import Monitor
+
+    job = job_manager.create_job(name="r", user=user, job_type="MEMORY")
+    job.execute()
+    Job.objects.filter(pk=job.pk).update(_status=Status.RESULTS_READY.value, results_status="COM")
+    memory.set(job, Status.ERROR, "the engine changed its mind")
+    memory.calls.clear()
+    Monitor(results_threads=0).cycle()
+    assert memory.calls == []
+    done = Job.objects.get(pk=job.pk)
+    assert done.status_code is Status.COMPLETE
+    assert done.history().last().source == "results"
 
 
 def test_engine_message_survives_results_processing(job_manager, user, memory) -> None:

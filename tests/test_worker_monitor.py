@@ -100,7 +100,7 @@ def test_monitor_polls_each_engine_once_per_cycle(job_manager, user, memory, tra
     for job in jobs[:10]:
         memory.set(job, Status.RUNNING)
     memory.calls.clear()
-    monitor = Monitor()
+    monitor = Monitor(results_threads=0)
     assert monitor.cycle() == 10
     assert [c for c in memory.calls if c[0] == "poll"] == [("poll", None)]
     assert statuses_of([j.pk for j in jobs]) == Counter({"RUN": 10, "SUB": 15})
@@ -117,12 +117,12 @@ def test_unanswering_engine_leaves_statuses_alone(job_manager, user, memory, tra
     job = job_manager.create_job(name="d", user=user, job_type="MEMORY")
     job.execute()
     memory.fail_poll = ConnectionError("engine down")
-    assert Monitor().cycle() == 0
+    assert Monitor(results_threads=0).cycle() == 0
     assert Job.objects.get(pk=job.pk).status_code is Status.SUBMITTED
 
 
 def test_callback_burst_with_a_monitor_costs_one_check(client, job_manager, user, memory, rf, transactional_db) -> None:
-    monitor = Monitor()
+    monitor = Monitor(results_threads=0)
     monitor.heartbeat.beat(force=True)
     manager._monitor_seen[:] = [0.0, 0.0]
     job = job_manager.create_job(name="cb", user=user, job_type="MEMORY")
@@ -210,7 +210,7 @@ def test_callback_fast_path_flags_once_and_still_404s_unknown_ids(client, job_ma
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    monitor = Monitor()
+    monitor = Monitor(results_threads=0)
     monitor.heartbeat.beat(force=True)
     manager._monitor_seen[:] = [0.0, 0.0]
     try:

@@ -19,6 +19,15 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_REQUIRES_TOKEN": True,
     # Webhooks called on every status change: [{"url": ..., "secret": ...}] (see jobtower.webhooks).
     "WEBHOOKS": [],
+    # Which backend runs a job type: {"CONDOR": "module:Class"} or {"CONDOR": {"BACKEND": ..., "OPTIONS": {}}};
+    # types not named run on the backend their class declares.
+    "BACKENDS": {},
+    # A claim on a job's results step (fetching outputs, running process_results_function) older than
+    # this many seconds is taken over: the process that held it died. The monitor renews its claims.
+    "RESULTS_CLAIM_TIMEOUT": 120.0,
+    # How many times the results step is started before the job ends in Error (crashes count, since a
+    # step that kills its process would otherwise be retried forever).
+    "RESULTS_MAX_TRIES": 3,
 }
 
 

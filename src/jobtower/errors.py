@@ -31,3 +31,13 @@ class SubmitError(JobError):
 
 class StopError(JobError):
     """The engine could not stop the job; nothing was changed or deleted."""
+
+
+class NotSupported(JobError):
+    """The job's engine cannot do what was asked (pause on an engine that cannot hold, say)."""
+
+    def __init__(self, message: str, *, job_id: int | None = None, action: str = "", capability: str = ""):
+        super().__init__(message)
+        self.job_id = job_id
+        self.action = action
+        self.capability = capability

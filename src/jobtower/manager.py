@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from django.core import signing
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from jobtower import conf, statuses
-from jobtower.backends.base import Backend, Observation
-from jobtower.errors import AlreadyExecuted, InvalidTransition, StopError, SubmitError
+from jobtower.backends.base import Backend, Capability, Observation, PollResult
+from jobtower.errors import AlreadyExecuted, InvalidTransition, NotSupported, StopError, SubmitError
 from jobtower.models import Job, JobEvent
 from jobtower.models.job import spec_fields
 from jobtower.registry import job_class
@@ -179,7 +181,9 @@ def transition(
 ) -> bool:
     """Move `job` to `new` with a guarded UPDATE and a JobEvent row; return True if it moved.
 
-    `extra` holds engine facts written in the same UPDATE (the result, the progress).
+    `extra` holds engine facts written in the same UPDATE (the result, the progress). This moves
+    status and nothing else: a job that finishes well while it has a results step stops at
+    Results-Ready, and the results step (process_results()) is claimed work done elsewhere.
 
     The UPDATE matches the status the job is known to be in, so a concurrent writer makes it match
     zero rows: then the status is re-read and the move is re-checked from there (or, with
@@ -191,7 +195,7 @@ def transition(
     if (
         new in (Status.COMPLETE, Status.VARIOUS_COMPLETE)
         and current is not Status.RESULTS_READY
-        and _has_results_step(job)
+        and has_results_step(job)
     ):
         # Finished well: first Results-Ready, whose one winner fetches outputs and processes them.
         final, new = new, Status.RESULTS_READY
@@ -207,6 +211,8 @@ def transition(
             log.debug("ignored %s -> %s for job %s (%s)", current.value, new.value, job.pk, source)
             return False
         now, values = _values_for(job, current, new, message, resubmit)
+        if final is not None:
+            values.update(results_status=final.value, results_claimed_at=None, results_tries=0)
         if check_time is not None:
             values["last_status_check"] = check_time
         if extra:
@@ -228,8 +234,6 @@ def transition(
         if moved:
             job._set(**values)
             _announce(job, current, new, source, message)
-            if final is not None:
-                _process_results(job, final, message)
             return True
         fresh = Job.objects.filter(pk=job.pk).values_list("_status", flat=True).first()
         if fresh is None:
@@ -255,14 +259,104 @@ def transition(
     )
 
 
+# -- what engines report --------------------------------------------------------------------------
+
+#: Bounds on what a job or engine reports: it is untrusted input, and it goes into the database.
+MAX_MESSAGE = 4000
+MAX_RESULT_BYTES = 1_000_000
+
+
+def poll(backend: Backend, jobs: list[Job]) -> PollResult:
+    """Ask `backend` about `jobs` in one call; an engine that fails to answer reports all of them unreachable."""
+    try:
+        return PollResult.of(backend.poll(jobs))
+    except Exception as exc:
+        reason = f"{backend.name} did not answer: {type(exc).__name__}: {exc}"
+        return PollResult(unreachable={job.pk: reason for job in jobs})
+
+
+def apply_poll(jobs: list[Job], answer: PollResult, *, source: str = "engine") -> int:
+    """Apply a poll's answer to `jobs`: moves, progress, and stale marks; return how many moved."""
+    if answer.unreachable:
+        gone = [job for job in jobs if job.pk in answer.unreachable]
+        # Said once when jobs become stale, not at every cycle while the engine is away.
+        if mark_stale(gone, True):
+            log.warning("%d jobs are stale (their engine does not answer): %s", len(gone),
+                        _clean_text(next(iter(answer.unreachable.values())), 500))
+    answered = [job for job in jobs if job.pk in answer.observations]
+    mark_stale(answered, False)
+    return apply_observations([(job, answer.observations[job.pk]) for job in answered], source=source)
+
+
+def _clean_text(value: Any, limit: int) -> str:
+    """Return `value` as text the database takes: NUL bytes removed, at most `limit` characters."""
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\x00", "")[:limit]
+
+
+def _clean_json(value: Any, what: str) -> Any:
+    """Return `value` if it is JSON the database takes (finite numbers, no NUL, bounded); else ValueError."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not plain JSON: {exc}") from None
+    if "\\u0000" in text:
+        raise ValueError(f"{what} holds a NUL character, which cannot be stored")
+    if len(text) > MAX_RESULT_BYTES:
+        raise ValueError(f"{what} is {len(text):,} bytes of JSON; at most {MAX_RESULT_BYTES:,} are kept")
+    return value
+
+
+def sanitize(observation: Observation) -> Observation:
+    """Return the observation with every value typed, bounded and storable; a bad one is an Error.
+
+    Everything a job writes (progress, messages, results) reaches us through observations: one bad
+    value must end that one job with a reason, never fail the write of a whole cycle.
+    """
+    try:
+        status = Status(observation.status)
+    except ValueError:
+        return Observation(Status.ERROR, _clean_text(f"the engine reported an unknown status {observation.status!r}", 500))
+    progress = observation.progress
+    if progress is not None:
+        try:
+            progress = float(progress)
+        except (TypeError, ValueError, OverflowError):
+            progress = None
+        if progress is not None:
+            progress = min(100.0, max(0.0, progress)) if math.isfinite(progress) else None
+    try:
+        result = None if observation.result is None else _clean_json(observation.result, "the job's result")
+        engine_data = (
+            None if observation.engine_data is None
+            else _clean_json(dict(observation.engine_data), "the engine's data")
+        )
+        nodes = (
+            None if observation.nodes is None
+            else {_clean_text(name, 255): Status(state) for name, state in observation.nodes.items()}
+        )
+    except (TypeError, ValueError) as exc:
+        return Observation(Status.ERROR, _clean_text(f"rejected what the job reported: {exc}", MAX_MESSAGE))
+    return Observation(
+        status,
+        _clean_text(observation.message, MAX_MESSAGE),
+        progress=progress,
+        progress_message=_clean_text(observation.progress_message, 255) if progress is not None else "",
+        result=result,
+        nodes=nodes,
+        engine_data=engine_data,
+    )
+
+
 def observe(job: Job, observation: Observation, *, source: str = "engine") -> bool:
     """Apply what an engine observed: a legal move is made, anything else is ignored."""
+    observation = sanitize(observation)
     moved = transition(
         job, observation.status, source=source, message=observation.message, strict=False,
         extra=_facts(job, observation),
     )
     if not moved:
-        record_progress(job, observation)
+        record_facts(job, observation)
     return moved
 
 
@@ -272,42 +366,93 @@ def _facts(job: Job, observation: Observation) -> dict[str, Any]:
         facts["result"] = observation.result
     if observation.progress is not None and observation.progress != job.progress:
         facts["progress"] = observation.progress
-        facts["progress_message"] = observation.progress_message[:255]
+        facts["progress_message"] = observation.progress_message
+    engine_data = _merged_engine_data(job, observation)
+    if engine_data is not None:
+        facts["engine_data"] = engine_data
     return facts
 
 
-def record_progress(job: Job, observation: Observation) -> bool:
-    """Store a running job's reported progress when it changed (no status move, no event)."""
-    if observation.progress is None:
+def _merged_engine_data(job: Job, observation: Observation) -> dict[str, Any] | None:
+    """Return the job's engine_data with the observation's updates and nodes, or None when unchanged."""
+    updates = dict(observation.engine_data or {})
+    if observation.nodes is not None:
+        updates["nodes"] = {name: Status(state).value for name, state in observation.nodes.items()}
+    current = job.engine_data or {}
+    if all(current.get(key) == value for key, value in updates.items()):
+        return None
+    return {**current, **updates}
+
+
+def record_facts(job: Job, observation: Observation) -> bool:
+    """Store a job's reported progress and engine data when they changed (no status move, no event)."""
+    values: dict[str, Any] = {}
+    if observation.progress is not None and (
+        observation.progress != job.progress or observation.progress_message != job.progress_message
+    ):
+        values.update(progress=observation.progress, progress_message=observation.progress_message)
+    engine_data = _merged_engine_data(job, observation)
+    if engine_data is not None:
+        values["engine_data"] = engine_data
+    if not values:
         return False
-    message = observation.progress_message[:255]
-    if observation.progress == job.progress and message == job.progress_message:
-        return False
-    Job.objects.filter(pk=job.pk).update(progress=observation.progress, progress_message=message)
-    job._set(progress=observation.progress, progress_message=message)
+    with transaction.atomic():  # a refused write must not break a transaction around us
+        Job.objects.filter(pk=job.pk).update(**values)
+    job._set(**values)
     return True
 
 
+#: Kept for callers of the first release: progress is one of the facts recorded.
+record_progress = record_facts
+
+
 def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str = "engine") -> int:
-    """Apply a poll's observations; moves that many jobs share are written in bulk. Return moves."""
+    """Apply a poll's observations; moves that many jobs share are written in bulk. Return moves.
+
+    A write that fails is retried job by job, so one job whose facts the database refuses cannot
+    hold back the others: that job is moved to Error with the reason, the rest are applied.
+    """
     groups: dict[tuple[Status, Status, str], list[Job]] = {}
     moved = 0
-    for job, observation in pairs:
+    for job, raw in pairs:
+        observation = sanitize(raw)
         current, new = job.status_code, observation.status
         simple = (
             observation.result is None
+            and observation.engine_data is None
+            and observation.nodes is None
             and new is not current
             and statuses.is_legal(current, new)
-            and not (new in (Status.COMPLETE, Status.VARIOUS_COMPLETE) and _has_results_step(job))
+            and not (new in (Status.COMPLETE, Status.VARIOUS_COMPLETE) and has_results_step(job))
         )
         if simple:
-            record_progress(job, observation)
+            _guarded(job, lambda: record_facts(job, observation), source=source)
             groups.setdefault((current, new, observation.message), []).append(job)
         else:
-            moved += observe(job, observation, source=source)
+            moved += _guarded(job, lambda: observe(job, observation, source=source), source=source)
     for (current, new, message), jobs in groups.items():
-        moved += _move_many(jobs, current, new, message, source)
+        try:
+            moved += _move_many(jobs, current, new, message, source)
+        except DatabaseError:
+            log.exception("moving %d jobs %s -> %s at once failed; moving them one by one",
+                          len(jobs), current.display, new.display)
+            for job in jobs:
+                moved += _guarded(job, lambda: observe(job, Observation(new, message), source=source), source=source)
     return moved
+
+
+def _guarded(job: Job, write: Callable[[], bool], *, source: str) -> bool:
+    """Run one job's write; if the database refuses it, end that job in Error with the reason."""
+    try:
+        return bool(write())
+    except DatabaseError as exc:
+        log.exception("could not record what the engine reported about job %s", job.pk)
+        reason = _clean_text(f"could not record what the engine reported: {type(exc).__name__}: {exc}", 1000)
+    try:
+        return transition(job, Status.ERROR, source=source, message=reason, strict=False)
+    except DatabaseError:
+        log.exception("could not move job %s to Error either", job.pk)
+        return False
 
 
 def _move_many(jobs: list[Job], current: Status, new: Status, message: str, source: str) -> int:
@@ -398,7 +543,8 @@ def _values_for(
     now = timezone.now()
     values: dict[str, Any] = {"_status": new.value, "status_message": message}
     if resubmit:
-        values.update(attempt=F("attempt") + 1, execute_time=None, start_time=None, completion_time=None)
+        values.update(attempt=F("attempt") + 1, execute_time=None, start_time=None, completion_time=None,
+                      results_claimed_at=None, results_tries=0, results_status="")
     elif new is Status.SUBMITTED and current is Status.PENDING:
         values["execute_time"] = now
     elif new in (Status.RUNNING, Status.VARIOUS) and job is not None and job.start_time is None:
@@ -419,18 +565,82 @@ def _announce(job: Job, old: Status, new: Status, source: str, message: str) -> 
     transaction.on_commit(send, robust=True)
 
 
-def _has_results_step(job: Job) -> bool:
+def has_results_step(job: Job) -> bool:
+    """Return True when a job that finishes well has results to process before it is Complete."""
     if job._process_results_function:
         return True
     backend = job.get_backend()
-    return backend is not None and type(backend).fetch_results is not Backend.fetch_results
+    return backend is not None and backend.can(Capability.RESULTS)
 
 
-def _process_results(job: Job, final: Status, message: str = "") -> None:
-    """Fetch outputs and run process_results_function once (we won the move to Results-Ready)."""
+# -- the results step: claimed work, retried after a crash ----------------------------------------
+
+
+def _claim_free() -> Q:
+    horizon = timezone.now() - datetime.timedelta(seconds=float(conf.get("RESULTS_CLAIM_TIMEOUT")))
+    return Q(results_claimed_at__isnull=True) | Q(results_claimed_at__lt=horizon)
+
+
+def results_due(limit: int, exclude: Iterable[int] = ()) -> list[Job]:
+    """Return up to `limit` Results-Ready jobs whose results step nobody holds (or whose holder died)."""
+    if limit <= 0:
+        return []
+    jobs = Job.objects.filter(_claim_free(), _status=Status.RESULTS_READY.value).exclude(pk__in=list(exclude))
+    return list(jobs.order_by("id")[:limit])
+
+
+def claim_results(job: Job) -> bool:
+    """Claim the results step of a Results-Ready job with a guarded UPDATE; True if this caller won it.
+
+    A claim older than RESULTS_CLAIM_TIMEOUT is taken over. A job whose step was started
+    RESULTS_MAX_TRIES times already (its runs crashed) ends in Error instead of being claimed.
+    """
+    tries = int(conf.get("RESULTS_MAX_TRIES"))
+    now = timezone.now()
+    won = Job.objects.filter(
+        _claim_free(), pk=job.pk, _status=Status.RESULTS_READY.value, results_tries__lt=tries
+    ).update(results_claimed_at=now, results_tries=F("results_tries") + 1)
+    if won:
+        job._set(results_claimed_at=now, results_tries=job.results_tries + 1)
+        return True
+    if Job.objects.filter(_claim_free(), pk=job.pk, _status=Status.RESULTS_READY.value).exists():
+        transition(
+            job, Status.ERROR, source="results", expected=Status.RESULTS_READY, strict=False,
+            message=f"processing results did not finish in {tries} tries: the process running it stopped "
+            "(killed, or it crashed) each time. Resubmit the job to run it again.",
+        )
+    return False
+
+
+def renew_claims(job_ids: Iterable[int]) -> int:
+    """Refresh the claims of results steps still running here, so nobody takes them over."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    return Job.objects.filter(pk__in=ids, _status=Status.RESULTS_READY.value).update(
+        results_claimed_at=timezone.now()
+    )
+
+
+def release_claim(job_id: int) -> None:
+    """Hand back a claimed results step that was never started (it does not count as a try)."""
+    Job.objects.filter(pk=job_id, _status=Status.RESULTS_READY.value, results_tries__gt=0).update(
+        results_claimed_at=None, results_tries=F("results_tries") - 1
+    )
+
+
+def run_results(job: Job) -> Status:
+    """Run a claimed results step: fetch outputs, run process_results_function, then end the job.
+
+    The step may run more than once for one job (at least once): a process killed while running it
+    leaves its claim behind, which is taken over after RESULTS_CLAIM_TIMEOUT, because nothing can tell
+    a dead process from a slow one sooner. process_results_function should therefore be safe to repeat.
+    """
+    final = Status(job.results_status or Status.COMPLETE.value)
+    message = job.status_message
     try:
         backend = job.get_backend()
-        if backend is not None:
+        if backend is not None and backend.can(Capability.RESULTS):
             backend.fetch_results(job)
         function = job.process_results_function
         if function is not None:
@@ -438,15 +648,32 @@ def _process_results(job: Job, final: Status, message: str = "") -> None:
     except Exception as exc:
         log.exception("processing the results of job %s failed", job.pk)
         transition(
-            job,
-            Status.ERROR,
-            source="results",
-            message=f"processing results failed: {type(exc).__name__}: {exc}",
-            strict=False,
+            job, Status.ERROR, source="results", strict=False,
+            message=_clean_text(f"processing results failed: {type(exc).__name__}: {exc}", MAX_MESSAGE),
         )
-        return
+        return job.status_code
+    except BaseException:
+        # Interrupted (SystemExit, KeyboardInterrupt): let the next claimant start at once.
+        Job.objects.filter(pk=job.pk, _status=Status.RESULTS_READY.value).update(results_claimed_at=None)
+        raise
     # The engine's words (e.g. a multi-proc summary) stay on the finished job.
     transition(job, final, source="results", message=message, strict=False)
+    return job.status_code
+
+
+def process_results(job: Job) -> bool:
+    """Claim and run the results step of a Results-Ready job; False when someone else holds it."""
+    if job.status_code is not Status.RESULTS_READY or not claim_results(job):
+        return False
+    run_results(job)
+    return True
+
+
+def settle(job: Job) -> bool:
+    """In library mode (no monitor running), run a Results-Ready job's results step here and now."""
+    if job.pk is None or job.status_code is not Status.RESULTS_READY or monitor_alive():
+        return False
+    return process_results(job)
 
 
 # -- freshness ------------------------------------------------------------------------------------
@@ -454,10 +681,10 @@ def _process_results(job: Job, final: Status, message: str = "") -> None:
 
 def refresh_if_due(job: Job) -> bool:
     """Ask the engine about an active job if the last check is older than the interval."""
+    if job.status_code is Status.RESULTS_READY:
+        return settle(job)
     interval = conf.get("STATUS_REFRESH_INTERVAL")
-    if interval is None or job.pk is None or job.backend_path is None:
-        return False
-    if job.status_code not in statuses.POLLED:
+    if interval is None or job.pk is None or job.status_code not in statuses.POLLED:
         return False
     last = job.last_status_check
     if last is not None and (timezone.now() - last).total_seconds() < interval:
@@ -469,23 +696,16 @@ def refresh(job: Job, *, force: bool = False) -> bool:
     """Ask the job's engine for its status now and apply it; return True if the status moved."""
     backend = job.get_backend()
     if backend is None or job.pk is None or job.status_code not in statuses.POLLED:
-        return False
+        return settle(job)
     now = timezone.now()
-    try:
-        observation = backend.poll([job]).get(job.pk)
-    except Exception as exc:
-        # An engine that does not answer changes no status: the old one stays until it answers.
-        log.warning("could not ask %s about job %s: %s", backend.name, job.pk, exc)
-        observation = None
-    moved = False
-    if observation is not None:
-        moved = transition(
-            job, observation.status, source="engine", message=observation.message,
-            strict=False, check_time=now,
-        )
-    if not moved:
-        Job.objects.filter(pk=job.pk).update(last_status_check=now)
-        job._set(last_status_check=now)
+    answer = poll(backend, [job])
+    if job.pk in answer.unreachable:
+        # An engine that does not answer changes no status: the old one stays, marked stale.
+        log.warning("could not ask %s about job %s: %s", backend.name, job.pk, answer.unreachable[job.pk])
+    moved = bool(apply_poll([job], answer, source="engine"))
+    Job.objects.filter(pk=job.pk).update(last_status_check=now)
+    job._set(last_status_check=now)
+    settle(job)
     return moved
 
 
@@ -562,6 +782,43 @@ def monitor_alive() -> bool:
 MONITOR_STALE_AFTER = 15
 
 
+# -- what engines can do --------------------------------------------------------------------------
+
+#: What each action needs from the job's engine; jobs without an engine (BASIC) need nothing.
+NEEDS: dict[str, Capability] = {
+    "execute": Capability.SUBMIT,
+    "resubmit": Capability.SUBMIT,
+    "stop": Capability.STOP,
+    "pause": Capability.HOLD,
+    "resume": Capability.HOLD,
+    "logs": Capability.LOGS,
+}
+
+
+def capabilities(job: Job) -> frozenset[Capability]:
+    """Return what the job's engine can do (everything for a job the app drives itself)."""
+    backend = job.get_backend()
+    return frozenset(Capability) if backend is None else frozenset(backend.capabilities)
+
+
+def supports(job: Job, action: str) -> bool:
+    """Return True when the job's engine can do `action` (execute, stop, pause, resume, logs, ...)."""
+    need = NEEDS.get(action)
+    return need is None or need in capabilities(job)
+
+
+def require(job: Job, action: str) -> None:
+    """Raise NotSupported when the job's engine cannot do `action`; the table, API and CLI answer 409."""
+    if supports(job, action):
+        return
+    backend = job.get_backend()
+    engine = backend.name if backend is not None else "its engine"
+    raise NotSupported(
+        f"{job.job_type} job {job.pk} cannot {action}: its engine ({engine}) does not support it",
+        job_id=job.pk, action=action, capability=NEEDS[action].value,
+    )
+
+
 # -- actions --------------------------------------------------------------------------------------
 
 
@@ -569,6 +826,7 @@ def execute(job: Job) -> None:
     """Save `job` and submit it exactly once: Pending -> Submitted is a compare-and-set."""
     job.save()
     job.clean_spec()  # a job that cannot run is refused before anything moves: it stays Pending
+    require(job, "execute")
     backend = job.get_backend()
     if backend is not None:
         backend.check(job)
@@ -615,6 +873,7 @@ def stop(job: Job) -> None:
         )
     backend = job.get_backend()
     if backend is not None and current is not Status.PENDING:
+        require(job, "stop")
         try:
             backend.cancel(job)
         except Exception as exc:
@@ -629,6 +888,7 @@ def stop(job: Job) -> None:
 def pause(job: Job) -> None:
     """Hold an active job on its engine -> Paused."""
     current = _current(job)
+    require(job, "pause")
     if not statuses.is_legal(current, Status.PAUSED):
         raise _illegal(job, current, Status.PAUSED)
     backend = job.get_backend()
@@ -640,6 +900,7 @@ def pause(job: Job) -> None:
 def resume(job: Job) -> None:
     """Release a paused job: it runs again (or queues again, as its engine says)."""
     current = _current(job)
+    require(job, "resume")
     if current is not Status.PAUSED:
         raise InvalidTransition(
             f"job {job.pk} is {current.display}, not Paused: only a paused job can be resumed",
@@ -653,6 +914,7 @@ def resume(job: Job) -> None:
 def resubmit(job: Job) -> None:
     """Start a new attempt: stop the job if it is active, back to Pending, execute again."""
     current = _current(job)
+    require(job, "resubmit")
     if current is Status.PENDING:
         raise InvalidTransition(
             f"job {job.pk} is Pending, it has not run yet: call execute()",
@@ -672,7 +934,7 @@ def delete(job: Job, *, force: bool = False, using: str | None = None) -> tuple[
     if current.is_active:
         try:
             stop(job)
-        except StopError:
+        except (StopError, NotSupported):
             if not force:
                 raise
             log.warning("deleting job %s although its engine could not stop it", job.pk)

@@ -1,4 +1,10 @@
-"""`jobtower monitor`: keeps every active job current, one batched poll per engine per cycle."""
+"""`jobtower monitor`: keeps every active job current, one batched poll per engine per cycle.
+
+Each cycle it asks every engine once about all of that engine's active jobs and applies the answers
+(moves, progress, stale marks), then hands Results-Ready jobs to a small pool of threads that run their
+results steps (fetch outputs, process_results_function), so a slow or hanging function never holds
+up status tracking for the other jobs.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.db import connections
 
 from jobtower import manager, statuses
-from jobtower.backends import get_backend
+from jobtower.backends import Backend, Capability, EngineKey, backend_at, engine_key
 from jobtower.registry import registered_classes
 from jobtower.worker import Heartbeat, _stop_on_signals
 
@@ -23,36 +30,49 @@ log = logging.getLogger("jobtower.monitor")
 POLLED_CODES = [s.value for s in statuses.POLLED]
 
 
-def engines() -> dict[str, list[str]]:
-    """Return each backend path with the job types that run on it."""
-    found: dict[str, list[str]] = defaultdict(list)
+def engines() -> dict[EngineKey, list[str]]:
+    """Return each engine (backend and options, as settings choose) with the job types that run on it."""
+    found: dict[EngineKey, list[str]] = defaultdict(list)
     for name, cls in registered_classes():
-        if cls.backend_path:
-            found[cls.backend_path].append(name)
+        key = engine_key(cls)
+        if key is not None:
+            found[key].append(name)
     return dict(found)
 
 
 class Monitor:
     """Polls each engine once per cycle for all of its active jobs and applies what it saw."""
 
-    def __init__(self, *, interval: float = 2.0, check_interval: float = 0.2, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float = 2.0,
+        check_interval: float = 0.2,
+        name: str | None = None,
+        results_threads: int = 2,
+    ) -> None:
         self.interval = interval
         self.check_interval = check_interval
         self.name = name or f"monitor@{socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat("monitor", self.name)
         self.polls = 0  # engine calls made, for tests and benchmarks
+        #: Threads running results steps; 0 runs them in the cycle itself (tests, one-shot use).
+        self.results_threads = results_threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[int, Future[None]] = {}
 
     def cycle(self) -> int:
-        """Poll every engine once for all its active jobs; return how many jobs moved."""
+        """Poll every engine once for all its active jobs, then start due results steps; return moves."""
         from jobtower.models import Job
 
         moved = 0
-        for path, job_types in engines().items():
+        for key, job_types in engines().items():
             jobs = list(
                 Job.objects.filter(job_type__in=job_types, _status__in=POLLED_CODES).order_by("id")
             )
             if jobs:
-                moved += self._poll(path, jobs)
+                moved += self._poll(backend_at(key), jobs)
+        self.results()
         return moved
 
     def check_requested(self) -> int:
@@ -63,29 +83,60 @@ class Monitor:
         if not flagged:
             return 0
         Job.objects.filter(pk__in=[job.pk for job in flagged]).update(check_requested=None)
-        by_engine: dict[str, list[Job]] = defaultdict(list)
+        by_engine: dict[EngineKey, list[Job]] = defaultdict(list)
         for job in flagged:
-            if job.backend_path and job.status_code in statuses.POLLED:
-                by_engine[job.backend_path].append(job)
-        return sum(self._poll(path, jobs) for path, jobs in by_engine.items())
+            key = engine_key(type(job))
+            if key is not None and job.status_code in statuses.POLLED:
+                by_engine[key].append(job)
+        return sum(self._poll(backend_at(key), jobs) for key, jobs in by_engine.items())
 
-    def _poll(self, path: str, jobs: list) -> int:
-        backend = get_backend(path)
+    def _poll(self, backend: Backend, jobs: list) -> int:
         self.polls += 1
-        try:
-            seen = backend.poll(jobs)
-        except Exception as exc:
-            # An engine that does not answer changes no status: they stay as they were.
-            log.warning("%s did not answer for %d active jobs: %s", backend.name, len(jobs), exc)
-            return 0
-        moved = manager.apply_observations(
-            [(job, seen[job.pk]) for job in jobs if job.pk in seen], source="monitor"
-        )
-        try:
-            backend.enforce([job for job in jobs if job.status_code.is_active])
-        except Exception:
-            log.exception("%s: enforcing limits failed", backend.name)
+        answer = manager.poll(backend, jobs)
+        moved = manager.apply_poll(jobs, answer, source="monitor")
+        if backend.can(Capability.LIMITS):
+            try:
+                backend.enforce([job for job in jobs if job.status_code.is_active])
+            except Exception:
+                log.exception("%s: enforcing limits failed", backend.name)
         return moved
+
+    # -- results steps ----------------------------------------------------------------------------
+
+    def results(self) -> int:
+        """Start the results steps that are due (claimed first); return how many were started."""
+        self._running = {pk: f for pk, f in self._running.items() if not f.done()}
+        # Our steps still run: renew their claims so no other monitor takes them over.
+        manager.renew_claims(self._running)
+        free = max(self.results_threads, 1) - len(self._running)
+        started = 0
+        for job in manager.results_due(free, exclude=self._running):
+            if not manager.claim_results(job):
+                continue
+            started += 1
+            if self.results_threads <= 0:
+                self._run_results(job)
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.results_threads, thread_name_prefix="jobtower-results")
+            self._running[job.pk] = self._pool.submit(self._run_results, job)
+        return started
+
+    def _run_results(self, job: object) -> None:
+        try:
+            manager.run_results(job)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("%s: the results step of job %s failed", self.name, getattr(job, "pk", "?"))
+        finally:
+            if self.results_threads > 0:
+                connections.close_all()  # this thread's own connections
+
+    def wait_for_results(self, timeout: float | None = None) -> None:
+        """Wait until the results steps started so far have ended (tests, shutdown)."""
+        for future in list(self._running.values()):
+            future.exception(timeout=timeout)
+
+    # -- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Monitor until `stop` is set or SIGTERM/SIGINT."""
@@ -107,5 +158,12 @@ class Monitor:
                     connections.close_all()
                 stop.wait(self.check_interval)
         finally:
+            if self._pool is not None:
+                # Steps not started yet are handed back; those running keep their claims until the
+                # timeout, then another monitor retries them.
+                for pk, future in self._running.items():
+                    if future.cancel():
+                        manager.release_claim(pk)
+                self._pool.shutdown(wait=False)
             self.heartbeat.remove()
             connections.close_all()

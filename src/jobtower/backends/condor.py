@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NoReturn, Sequence
 
-from jobtower.backends.base import Backend, Observation
+from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.condor_templates import attempt_folder, expand
 from jobtower.backends.local import LOG_TAIL_BYTES, tail
 from jobtower.errors import EngineUnavailable
@@ -165,8 +165,13 @@ class CondorBackend(Backend):
     """Submits, tracks, holds, releases and removes CONDOR jobs on HTCondor schedds."""
 
     name = "HTCondor"
+    capabilities = frozenset({
+        Capability.SUBMIT, Capability.POLL, Capability.STOP, Capability.HOLD, Capability.LOGS,
+        Capability.RESULTS, Capability.CALLBACKS,
+    })
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._located: dict[str, tuple[float, Any]] = {}
         self._identity: dict[str, str] = {}
@@ -320,9 +325,11 @@ class CondorBackend(Backend):
             return None
         return int(data["cluster_id"])
 
-    def poll(self, jobs: Sequence["Job"]) -> dict[int, Observation]:
-        """Ask each schedd about all its jobs at once: the queue, then the history of those gone."""
-        from jobtower import manager
+    def poll(self, jobs: Sequence["Job"]) -> PollResult:
+        """Ask each schedd about all its jobs at once: the queue, then the history of those gone.
+
+        A schedd that does not answer is reported: its jobs keep their statuses, marked stale.
+        """
         from jobtower.models import Scheduler
 
         groups: dict[str | None, list[Job]] = {}
@@ -333,7 +340,7 @@ class CondorBackend(Backend):
             groups.setdefault((job.engine_data or {}).get("scheduler"), []).append(job)
         names = [name for name in groups if name]
         records = {s.name: s for s in Scheduler.objects.filter(name__in=names)} if names else {}
-        found: dict[int, Observation] = {}
+        answer = PollResult()
         for name, members in groups.items():
             scheduler = records.get(name) if name else None
             try:
@@ -342,23 +349,19 @@ class CondorBackend(Backend):
                 ads = self._ads(scheduler, members)
             except Exception as exc:
                 self._forget(scheduler)
-                # Said once when jobs become stale, not at every cycle while the schedd is away.
-                level = logging.WARNING if manager.mark_stale(members, True) else logging.DEBUG
-                log.log(level, "HTCondor schedd %s did not answer about %d jobs; their statuses stay "
-                        "as they were, marked stale: %s", name or "(local pool)", len(members),
-                        condor_error(exc))
+                reason = f"HTCondor schedd {name or '(local pool)'} did not answer: {condor_error(exc)}"
+                answer.unreachable.update((job.pk, reason) for job in members)
                 continue
-            manager.mark_stale(members, False)
             failed_holds: list[int] = []
             for job in members:
                 observation, held = self._observe(job, ads)
-                found[job.pk] = observation
+                answer.observations[job.pk] = observation
                 # Once the whole job has ended: a held proc removed earlier would read as Aborted.
                 if held and observation.status.is_terminal:
                     failed_holds.append(self._cluster(job))  # type: ignore[arg-type]
             if failed_holds:
                 self._remove_failed_holds(scheduler, failed_holds)
-        return found
+        return answer
 
     def _ads(self, scheduler: "Scheduler | None", jobs: list["Job"]) -> dict[int, dict[int, Any]]:
         """Return {cluster: {proc: ad}} for the jobs' clusters: one queue query, one history query."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from django.utils import timezone
 
-from jobtower.backends.base import Backend, Observation
+from jobtower.backends.base import Backend, Capability, Observation
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
@@ -204,6 +204,10 @@ class LocalBackend(Backend):
     """Runs LOCAL jobs as supervised processes; `jobtower worker` starts them, files tell how they end."""
 
     name = "local"
+    capabilities = frozenset({
+        Capability.SUBMIT, Capability.POLL, Capability.STOP, Capability.HOLD, Capability.LOGS,
+        Capability.LOG_FILES, Capability.CALLBACKS, Capability.LIMITS,
+    })
 
     def submit(self, job: "Job") -> None:
         """Prepare the attempt's folder; a worker claims the Submitted job and starts it."""
@@ -261,7 +265,13 @@ class LocalBackend(Backend):
         """Read every job's attempt folder once; no engine to call."""
         found: dict[int, Observation] = {}
         for job in jobs:
-            observation = self.observe_one(job)
+            try:
+                observation = self.observe_one(job)
+            except Exception as exc:
+                # What a job writes is untrusted: one unreadable folder ends that job, not the poll.
+                observation = Observation(
+                    Status.ERROR, f"could not read the job's state files: {type(exc).__name__}: {exc}"
+                )
             if observation is not None:
                 found[job.pk] = observation
         return found

@@ -43,6 +43,9 @@ READ_ONLY = {
     "progress": "the running job reports it (jobtower.progress(percent, message))",
     "progress_message": "the running job reports it (jobtower.progress(percent, message))",
     "result": "it is what the job's function returned",
+    "results_claimed_at": "the process running the job's results step claims it",
+    "results_tries": "the manager counts how often the results step was started",
+    "results_status": "the manager records how the job ends once its results are processed",
     "_status": "set job.status (a code or a display string) to change it",
 }
 
@@ -158,6 +161,13 @@ class Job(models.Model):
     progress = models.FloatField(null=True, blank=True, help_text="percent done, as the job reports it")
     progress_message = models.CharField(max_length=255, blank=True, default="")
     result = models.JSONField(null=True, blank=True, help_text="what the job returned (JSON)")
+    # The results step (fetch outputs, run process_results_function) of a Results-Ready job is
+    # claimed work: who runs it sets the claim time; a claim older than RESULTS_CLAIM_TIMEOUT is taken
+    # over (its process died), and RESULTS_MAX_TRIES bounds the starts.
+    results_claimed_at = models.DateTimeField(null=True, blank=True)
+    results_tries = models.PositiveSmallIntegerField(default=0)
+    #: The status the job ends in once its results are processed (Complete or Various-Complete).
+    results_status = models.CharField(max_length=3, blank=True, default="", choices=statuses.CHOICES)
 
     class Meta:
         app_label = "jobtower"
@@ -304,6 +314,7 @@ class Job(models.Model):
         from jobtower import manager
 
         manager.transition(self, statuses.parse_status(value), source="app")
+        manager.settle(self)  # a results step is run here when no monitor runs
 
     @property
     def status_code(self) -> Status:
@@ -316,7 +327,9 @@ class Job(models.Model):
 
         if status is None:
             return manager.refresh(self, force=True)
-        return manager.transition(self, statuses.parse_status(status), source="app", message=message)
+        moved = manager.transition(self, statuses.parse_status(status), source="app", message=message)
+        manager.settle(self)
+        return moved
 
     def history(self) -> "models.QuerySet[JobEvent]":
         """Return the job's status moves, oldest first."""
@@ -372,9 +385,9 @@ class Job(models.Model):
 
     def get_backend(self) -> "Backend | None":
         """Return the engine backend that runs this job type, or None when the app drives it."""
-        from jobtower.backends import get_backend
+        from jobtower.backends import backend_for
 
-        return get_backend(self.backend_path) if self.backend_path else None
+        return backend_for(type(self))
 
     def execute(self, *args: Any, **kwargs: Any) -> None:
         """Save the job and hand it to its engine, exactly once (Pending -> Submitted)."""
@@ -408,8 +421,10 @@ class Job(models.Model):
 
     def get_logs(self) -> dict[str, Any]:
         """Return the job's logs by name (stdout, stderr, engine logs); {} when there are none."""
+        from jobtower.backends import Capability
+
         backend = self.get_backend()
-        return backend.logs(self) if backend is not None else {}
+        return backend.logs(self) if backend is not None and backend.can(Capability.LOGS) else {}
 
     def delete(self, *args: Any, force: bool = False, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Stop the job if active, then delete its record and its own folder (nothing else)."""

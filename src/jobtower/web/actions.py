@@ -1,5 +1,8 @@
 """The Jobs Table's actions, as data: which statuses enable each one and what it does.
 
+Whether the job's engine can do an action (pause on an engine that cannot hold, say) is asked of
+the manager (`manager.supports`), the same place the REST API, the CLI and the manager itself ask.
+
 POST actions change a job through the manager; link actions lead to a page. Nothing here is looked up
 by a name taken from a URL except through this table (or a custom action the table was configured
 with, whose configuration the server signed).
@@ -30,6 +33,9 @@ class TableAction:
     confirm: str = ""
     #: CSS modifier: "danger" for destructive actions.
     style: str = ""
+    #: The manager's name for what it does ("stop" for the table's "terminate"), which decides the
+    #: engine capability it needs; "" for actions that need none.
+    verb: str = ""
 
     @property
     def is_link(self) -> bool:
@@ -37,8 +43,16 @@ class TableAction:
         return self.perform is None
 
     def enabled_for(self, job: Job) -> bool:
-        """Return True when the job's current status allows the action."""
-        return job.status_code in self.enabled_in
+        """Return True when the job's status allows the action and its engine can do it."""
+        return not self.refusal(job)
+
+    def refusal(self, job: Job) -> str:
+        """Return why the action is not possible for the job now ("" when it is)."""
+        if self.verb and not manager.supports(job, self.verb):
+            return f"{self.label} is not possible for job {job.pk}: its engine does not support it"
+        if job.status_code not in self.enabled_in:
+            return f"{self.label} is not possible while job {job.pk} is {job.status_code.display}"
+        return ""
 
 
 def _delete(job: Job) -> None:
@@ -48,22 +62,24 @@ def _delete(job: Job) -> None:
 BUILTIN: dict[str, TableAction] = {
     action.name: action
     for action in (
-        TableAction("run", "Run", frozenset({Status.PENDING}), manager.execute),
+        TableAction("run", "Run", frozenset({Status.PENDING}), manager.execute, verb="execute"),
         TableAction(
             "resubmit", "Resubmit", statuses.TERMINAL, manager.resubmit,
-            confirm="Run job {name} again as a new attempt?",
+            confirm="Run job {name} again as a new attempt?", verb="resubmit",
         ),
-        TableAction("pause", "Pause", statuses.sources_of(Status.PAUSED) - {Status.PENDING}, manager.pause),
-        TableAction("resume", "Resume", frozenset({Status.PAUSED}), manager.resume),
+        TableAction(
+            "pause", "Pause", statuses.sources_of(Status.PAUSED) - {Status.PENDING}, manager.pause, verb="pause",
+        ),
+        TableAction("resume", "Resume", frozenset({Status.PAUSED}), manager.resume, verb="resume"),
         TableAction(
             "terminate", "Stop", statuses.ACTIVE, manager.stop,
-            confirm="Stop job {name}? It cannot be continued, only resubmitted.", style="danger",
+            confirm="Stop job {name}? It cannot be continued, only resubmitted.", style="danger", verb="stop",
         ),
         TableAction(
             "delete", "Delete", ALL, _delete,
             confirm="Delete job {name} and its files? This cannot be undone.", style="danger",
         ),
-        TableAction("logs", "Logs", ALL - {Status.PENDING}),
+        TableAction("logs", "Logs", ALL - {Status.PENDING}, verb="logs"),
         TableAction("monitor", "Monitor", statuses.ACTIVE),
         TableAction("results", "Results", frozenset({Status.COMPLETE, Status.VARIOUS_COMPLETE})),
     )

@@ -27,6 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobtower import conf, manager
+from jobtower.backends import Capability
 from jobtower.errors import JobError
 from jobtower.gizmos import JobsTable, TableConfig, with_status_since
 from jobtower.models import Job
@@ -127,6 +128,14 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+def _refuse(request: HttpRequest, message: str) -> HttpResponse:
+    """Answer 409 for an action the job's status or engine does not allow: JSON, or a page for a form."""
+    if _wants_json(request):
+        return _json_error(message, 409)
+    back = _safe_next(request, request.POST.get("next", ""))
+    return render(request, "jobtower/refused.html", {"message": message, "back": back}, status=409)
+
+
 @require_POST
 def table_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse:
     """Run one of the table's configured actions on a job the user may act on (POST + CSRF)."""
@@ -141,12 +150,13 @@ def table_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse
     chosen = config.action(action)
     if chosen is None or chosen.is_link:
         return _json_error(f"this table does not offer the action {action!r}", 400)
-    if not chosen.enabled_for(job):
-        return _json_error(f"{chosen.label} is not possible while job {job.pk} is {job.status_code.display}", 409)
+    refusal = chosen.refusal(job)
+    if refusal:
+        return _refuse(request, refusal)
     try:
         chosen.perform(job)  # type: ignore[misc]
     except (JobError, ValueError) as exc:
-        return _json_error(str(exc), 409)
+        return _refuse(request, str(exc))
     return_to = _safe_next(request, request.POST.get("next", ""))
     if not _wants_json(request):
         return HttpResponseRedirect(return_to)
@@ -175,6 +185,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "files": job_files(job),
         "streams": _streams(job),
         "results_url": results_url,
+        "engine": job.get_backend(),
+        "capabilities": sorted(c.value for c in manager.capabilities(job)),
     })
 
 
@@ -182,7 +194,8 @@ def _streams(job: Job) -> list[str]:
     backend = job.get_backend()
     if backend is None:
         return []
-    return list(backend.log_files(job)) or list(backend.logs(job))
+    files = list(backend.log_files(job)) if backend.can(Capability.LOG_FILES) else []
+    return files or (list(backend.logs(job)) if backend.can(Capability.LOGS) else [])
 
 
 @login_required
