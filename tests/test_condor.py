@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -524,7 +524,7 @@ def test_one_monitor_cycle_asks_the_schedd_at_most_twice(job_manager, user, work
 def test_unanswering_schedd_leaves_statuses_stale_not_error(pool, job_manager, user, workspace, backend,
                                                             transactional_db) -> None:
     job = sleeper(job_manager, user, workspace, seconds=4)
-    running = status_is(job, Status.RUNNING)
+    status_is(job, Status.RUNNING)
     condor_tool(pool, "condor_off", "-schedd")
     try:
         wait_for(lambda: subprocess.run(

@@ -48,7 +48,7 @@ def sign_ok(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(expected, header)
 
 
-_queue: "queue.Queue[Delivery]" = queue.Queue()
+_queue: queue.Queue[Delivery] = queue.Queue()
 _thread: threading.Thread | None = None
 _lock = threading.Lock()
 
