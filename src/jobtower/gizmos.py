@@ -128,7 +128,7 @@ class JobsTable:
         def link(**changes: Any) -> str:
             values = {f"{p}_page": page, f"{p}_sort": sort, f"{p}_status": status_filter, f"{p}_q": query}
             values.update({f"{p}_{k}": v for k, v in changes.items()})
-            kept = {k: v for k, v in request.GET.items() if not k.startswith(f"{p}_")}
+            kept: dict[str, Any] = {k: v for k, v in request.GET.items() if not k.startswith(f"{p}_")}
             kept.update({k: v for k, v in values.items() if v not in ("", None)})
             return "?" + urlencode(kept)
 
@@ -341,7 +341,8 @@ def _display(value: Any) -> str:
         return "None"
     if isinstance(value, datetime.datetime):
         # Compact and sortable, in the site's time zone (Django's localize costs a third of a row).
-        value = timezone.template_localtime(value).strftime("%Y-%m-%d %H:%M")
+        # template_localtime() is public Django (what templates call) that django-stubs leaves out.
+        value = timezone.template_localtime(value).strftime("%Y-%m-%d %H:%M")  # type: ignore[attr-defined]
     elif isinstance(value, (datetime.date, float, int)) and not isinstance(value, bool):
         value = formats.localize(value)
     return escape(str(value))

@@ -62,7 +62,8 @@ def _deliver(delivery: Delivery) -> bool:
     )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except Exception as exc:  # an unreachable endpoint is logged, never raised
         delivery.errors.append(f"{type(exc).__name__}: {exc}")
         return False
