@@ -67,7 +67,7 @@ def condor_environment() -> dict[str, str]:
     try:
         lines = open(ENV_FILE).read().splitlines()
     except OSError as exc:
-        raise SystemExit(f"no HTCondor pool ({exc}): run scripts/engines/condor.sh up (as root) first")
+        raise SystemExit(f"no HTCondor pool ({exc}): run scripts/engines/condor.sh up (as root) first") from exc
     env = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     os.environ.update({k: v for k, v in env.items() if not k.startswith("JOBTOWER_")})
     if env.get("JOBTOWER_CONDOR_BIN"):
@@ -235,7 +235,7 @@ def report(r: dict) -> None:
           f"(max {cycle['max_ms']:.1f}), {cycle['schedd_queries']} schedd queries, "
           f"{cycle['sql_statements']} SQL statements")
     if tethys:
-        scaled = " (scaled from %d)" % tethys["polled"] if tethys["scaled"] else ""
+        scaled = f" (scaled from {int(tethys['polled'])})" if tethys["scaled"] else ""
         print(f"Tethys 4.6.1 / condorpy refresh of the same jobs:  {tethys['seconds']:.2f} s{scaled}, "
               f"{tethys['ms_per_job']:.1f} ms/job, {tethys['schedd_queries']} schedd queries, "
               f"{tethys['processes']} processes")

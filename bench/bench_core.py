@@ -55,7 +55,7 @@ def jobtower_importable(python: str) -> str | None:
     """None if `python` can import jobtower, else the error text."""
     proc = subprocess.run(
         [python, "-c", "import jobtower, importlib.metadata as m; m.version('jobtower')"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        capture_output=True, text=True,
     )
     return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["failed"])[-1]
 

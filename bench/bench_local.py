@@ -342,7 +342,7 @@ def profile_summary(path: str, top: int = 25) -> dict:
     stats = pstats.Stats(path)
     total = stats.total_tt
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
         short = re.sub(r"^.*/(site-packages|src|python3\.\d+)/", "", filename)
         rows.append({"function": f"{short}:{line}({func})", "calls": nc, "own_s": tt, "cum_s": ct})
     return {
@@ -416,7 +416,7 @@ def slope_kib_per_min(samples: list[dict]) -> float | None:
     ys = [s["VmRSS"] for s in samples]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else None
 
 
 def child_memory(args: argparse.Namespace) -> dict:
@@ -658,8 +658,8 @@ def throughput_table(runs: list[dict], n_jobs: int, rate: float, steady: int) ->
         ("  whole machine (both CPUs)", lambda r: fmt(g(r, "cpu_ms_per_job", "machine_busy_ms"), 2)),
         ("backlog: machine CPU busy  %", lambda r: fmt(g(r, "cpu_ms_per_job", "machine_busy_percent"))),
         ("backlog: Complete-start  med/p95 ms", lambda r: med_p95(g(r, "backlog", "complete_minus_start"))),
-        ("backlog: completed by", lambda r: ", ".join(f"{k} {v}" for k, v in
-                                                       sorted((g(r, "backlog", "completed_by") or {}).items())) or "n/a"),
+        ("backlog: completed by", lambda r: ", ".join(
+            f"{k} {v}" for k, v in sorted((g(r, "backlog", "completed_by") or {}).items())) or "n/a"),
         (f"steady {rate:g}/s: rate achieved  jobs/s", lambda r: fmt(g(r, "steady", "rate_achieved"))),
         ("steady: start-execute  med/p95 ms", lambda r: med_p95(g(r, "steady", "start_minus_execute"))),
         ("steady: Complete-start  med/p95 ms", lambda r: med_p95(g(r, "steady", "complete_minus_start"))),

@@ -558,7 +558,7 @@ def run_wrk(url: str, threads: int, connections: int, seconds: int) -> dict:
             result[f"latency_p{pct}_ms"] = _wrk_time(m.group(1))
     result["non_2xx"] = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+        result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=True))
     if "requests_per_s" not in result:
         result["error"] = out[-1000:]
     return result
@@ -869,7 +869,8 @@ def print_jobtower(run: dict) -> None:
                          fmt(r.get("latency_p50_ms"), 2), fmt(r.get("latency_p90_ms"), 2),
                          fmt(r.get("latency_p99_ms"), 2), fmt(r.get("latency_max_ms"), 1), fmt(errs),
                          fmt(r.get("server_cpu_ms_per_request"), 3),
-                         f">= {TARGET_CALLBACK_RPS:.0f}/s", verdict(r.get("requests_per_s"), TARGET_CALLBACK_RPS, True)))
+                         f">= {TARGET_CALLBACK_RPS:.0f}/s",
+                         verdict(r.get("requests_per_s"), TARGET_CALLBACK_RPS, True)))
     first = next(iter(next(iter(run["callbacks"].values())).values()))
     print(f"{first.get('command', 'wrk')} on loopback, BASIC Running job (no engine call), token in the URL")
     print(grid(rows))
@@ -995,7 +996,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
                  "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "params": {"jobs": args.jobs, "active": args.active, "others": args.others, "no_analyze": args.no_analyze, "reps": args.reps, "warmups": args.warmups,
+        "params": {"jobs": args.jobs, "active": args.active, "others": args.others, "no_analyze": args.no_analyze,
+                   "reps": args.reps, "warmups": args.warmups,
                    "workers": args.workers, "wrk": f"-t{args.wrk_threads} -c{args.wrk_connections} "
                    f"-d{args.wrk_seconds}s", "tethys_jobs": tethys_sizes},
         "targets": {"page_ms": TARGET_PAGE_MS, "refresh_ms": TARGET_REFRESH_MS, "callback_rps": TARGET_CALLBACK_RPS},

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Install jobtower with its test tools into .venv, start the services, build the docs (warnings are
-# errors) and run the whole test suite on SQLite and then on PostgreSQL. Exits non-zero on any failure.
+# Install jobtower with its test tools into .venv, run the static checks (ruff, mypy), start the services,
+# build the docs (warnings are errors) and run the whole test suite on SQLite and then on PostgreSQL.
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
+
+echo "== ruff"
+.venv/bin/python -m ruff check .
+
+echo "== mypy"
+.venv/bin/python -m mypy
 
 scripts/services.sh
 scripts/browser.sh

@@ -22,6 +22,23 @@ class OtherApp(jobtower.AppBase):
     name = "Other App"
 
 
+# The fixtures that need an engine outside the test process, and the marker each of their tests carries, so
+# that `pytest -m "not condor and not browser"` leaves out exactly the tests that need the pool or Chromium.
+ENGINE_FIXTURES = {"pool": "condor", "browser_page": "browser"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test that uses an engine's fixture without carrying that engine's marker."""
+    unmarked = [
+        f"{item.nodeid} uses {fixture!r} but is not marked {marker!r}"
+        for item in items
+        for fixture, marker in ENGINE_FIXTURES.items()
+        if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _database_is_what_ci_asked_for(django_db_setup: Any, django_db_blocker: Any) -> None:
     """Fail (never skip) when the run was asked for PostgreSQL and is not on it."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jobtower.backends import get_backend
 from jobtower.backends.base import Backend, Capability
 from jobtower.backends.memory import MemoryBackend
-from jobtower.backends import get_backend
 from jobtower.models import Job
 from jobtower.registry import class_for_stored, register_job_type
 

@@ -521,7 +521,9 @@ def test_an_unavailable_engine_is_a_503_and_the_job_stays_pending(client, user, 
     response = post_json(client, "/api/jobs/", {"job_type": "MEMORY", "name": "m"}, **bearer(user))
     assert response.status_code == 503 and response["Retry-After"] == "60"
     job = Job.objects.get()
-    assert error_of(response) == f"job {job.pk}: the memory engine is down. To run it later: POST /api/jobs/{job.pk}/run/"
+    assert error_of(response) == (
+        f"job {job.pk}: the memory engine is down. To run it later: POST /api/jobs/{job.pk}/run/"
+    )
     assert response.json()["job"]["status"] == "Pending" and response["Location"] == f"/api/jobs/{job.pk}/"
     assert job.status_code is Status.PENDING
     again = client.post(f"/api/jobs/{job.pk}/run/", **bearer(user))
@@ -561,7 +563,8 @@ def test_actions_follow_the_status_table_with_409_messages(client, job_manager, 
     assert resubmitted["status"] == "Submitted" and resubmitted["attempt"] == 2
     history = client.get(f"/api/jobs/{job.pk}/history/", **headers).json()["results"]
     assert [(e["from_status_code"], e["to_status_code"], e["attempt"]) for e in history] == [
-        ("PEN", "SUB", 1), ("SUB", "PAS", 1), ("PAS", "RUN", 1), ("RUN", "ABT", 1), ("ABT", "PEN", 2), ("PEN", "SUB", 2),
+        ("PEN", "SUB", 1), ("SUB", "PAS", 1), ("PAS", "RUN", 1), ("RUN", "ABT", 1), ("ABT", "PEN", 2),
+        ("PEN", "SUB", 2),
     ]
     assert history[3] == {**history[3], "from_status": "Running", "to_status": "Aborted", "source": "stop",
                           "message": "stopped by a user"}
@@ -664,8 +667,10 @@ def test_logs_of_a_job_without_engine_are_empty(client, job_manager, user) -> No
 def test_logs_of_engines_without_files_are_tailed_too(client, job_manager, user, memory) -> None:
     job = job_manager.create_job(name="m", user=user, job_type="MEMORY")
     job.execute()
-    assert client.get(f"/api/jobs/{job.pk}/logs/", **bearer(user)).json() == {"stdout": f"memory job {job.pk}\n", "stderr": ""}
-    assert client.get(f"/api/jobs/{job.pk}/logs/?tail=3&stream=stdout", **bearer(user)).json() == {"stdout": f"memory job {job.pk}\n"[-3:]}
+    logs = f"/api/jobs/{job.pk}/logs/"
+    assert client.get(logs, **bearer(user)).json() == {"stdout": f"memory job {job.pk}\n", "stderr": ""}
+    tail = client.get(f"{logs}?tail=3&stream=stdout", **bearer(user)).json()
+    assert tail == {"stdout": f"memory job {job.pk}\n"[-3:]}
 
 
 def _create(client: Client, user: Any, **body: Any) -> dict[str, Any]:
@@ -705,7 +710,8 @@ def test_a_stored_local_function_is_run_then_resubmitted(client, user, local_wor
     job_id = created["id"]
     assert created["status"] == "Pending"
     # A worker is running: by the time the answer is built it may have claimed (or even finished) the job.
-    assert client.post(f"/api/jobs/{job_id}/run/", **bearer(user)).json()["status"] in ("Submitted", "Running", "Complete")
+    ran = client.post(f"/api/jobs/{job_id}/run/", **bearer(user)).json()
+    assert ran["status"] in ("Submitted", "Running", "Complete")
     done = ended(job_id)
     assert done.status_code is Status.COMPLETE, done.status_message
     data = client.get(f"/api/jobs/{job_id}/", **bearer(user)).json()

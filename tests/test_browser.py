@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from jobtower.models import Job
 
+pytestmark = pytest.mark.browser
+
 # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 

@@ -2,7 +2,8 @@
 
 The pool is started by scripts/services.sh (scripts/engines/condor.sh), which writes the client
 environment to /var/cache/engines/htcondor/client.env (or $JOBTOWER_CONDOR_ENV). Without a pool the
-integration tests fail; they never skip.
+integration tests fail; they never skip. They carry the `condor` marker (`pytest -m "not condor"`
+leaves them out); the tests above them need no pool and run in every tier.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -340,6 +341,7 @@ def sleeper(job_manager, user, workspace: Path, seconds: int = 300, **options: A
     return job
 
 
+@pytest.mark.condor
 def test_transfer_job_completes_with_outputs_then_results_are_processed(
     job_manager, user, workspace, backend, transactional_db
 ) -> None:
@@ -375,6 +377,7 @@ def test_transfer_job_completes_with_outputs_then_results_are_processed(
     assert (done.folder / "attempts" / "1" / "condor.log").exists()
 
 
+@pytest.mark.condor
 def test_failing_executable_ends_in_error_with_its_exit_code(job_manager, user, workspace, backend,
                                                             transactional_db) -> None:
     job = job_manager.create_job(
@@ -387,6 +390,7 @@ def test_failing_executable_ends_in_error_with_its_exit_code(job_manager, user, 
     assert done.get_logs()["stderr"] == "oops\n"
 
 
+@pytest.mark.condor
 def test_held_job_ends_in_error_with_the_hold_reason(job_manager, user, workspace, backend,
                                                      transactional_db) -> None:
     missing = workspace / "not_there.dat"
@@ -403,6 +407,7 @@ def test_held_job_ends_in_error_with_the_hold_reason(job_manager, user, workspac
     wait_for(lambda: not in_queue(done.cluster_id), 20, what="the held cluster to leave the queue")
 
 
+@pytest.mark.condor
 def test_description_htcondor_rejects_leaves_error_with_its_message(job_manager, user, workspace, backend,
                                                                    transactional_db) -> None:
     job = job_manager.create_job(
@@ -416,6 +421,7 @@ def test_description_htcondor_rejects_leaves_error_with_its_message(job_manager,
     assert "I don't know about the 'nonsense' universe" in stored.status_message
 
 
+@pytest.mark.condor
 def test_folder_the_job_user_cannot_reach_is_refused_with_the_reason(job_manager, user, backend,
                                                                      transactional_db, tmp_path) -> None:
     private = tmp_path / "private"
@@ -428,6 +434,7 @@ def test_folder_the_job_user_cannot_reach_is_refused_with_the_reason(job_manager
     assert "who cannot enter" in message and "o+x" in message
 
 
+@pytest.mark.condor
 def test_stop_removes_the_cluster(job_manager, user, workspace, backend, transactional_db) -> None:
     job = sleeper(job_manager, user, workspace)
     running = status_is(job, Status.RUNNING)
@@ -437,6 +444,7 @@ def test_stop_removes_the_cluster(job_manager, user, workspace, backend, transac
     wait_for(lambda: not in_queue(stopped.cluster_id), 20, what="the cluster to leave the queue")
 
 
+@pytest.mark.condor
 def test_pause_holds_and_resume_releases(job_manager, user, workspace, backend, transactional_db) -> None:
     job = sleeper(job_manager, user, workspace)
     running = status_is(job, Status.RUNNING)
@@ -452,6 +460,7 @@ def test_pause_holds_and_resume_releases(job_manager, user, workspace, backend, 
     fresh(job).stop()
 
 
+@pytest.mark.condor
 def test_resubmit_makes_a_new_cluster_and_keeps_the_old_files(job_manager, user, workspace, backend,
                                                               transactional_db) -> None:
     job = job_manager.create_job(
@@ -475,6 +484,7 @@ def test_resubmit_makes_a_new_cluster_and_keeps_the_old_files(job_manager, user,
     assert second.get_logs()["stdout"] == "attempt 2\n"
 
 
+@pytest.mark.condor
 def test_procs_of_a_cluster_roll_up(job_manager, user, workspace, backend, transactional_db) -> None:
     job = job_manager.create_job(
         name="many", user=user, job_type="CONDOR", workspace=str(workspace), condorpy_template_name="vanilla_base",
@@ -490,6 +500,7 @@ def test_procs_of_a_cluster_roll_up(job_manager, user, workspace, backend, trans
     assert logs["stdout"] == {"0": "proc 0\n", "1": "proc 1\n", "2": "proc 2\n"}
 
 
+@pytest.mark.condor
 def test_one_monitor_cycle_asks_the_schedd_at_most_twice(job_manager, user, workspace, backend,
                                                          transactional_db) -> None:
     quick = job_manager.create_job(name="quick", user=user, job_type="CONDOR", workspace=str(workspace),
@@ -509,10 +520,11 @@ def test_one_monitor_cycle_asks_the_schedd_at_most_twice(job_manager, user, work
         job.stop()
 
 
+@pytest.mark.condor
 def test_unanswering_schedd_leaves_statuses_stale_not_error(pool, job_manager, user, workspace, backend,
                                                             transactional_db) -> None:
     job = sleeper(job_manager, user, workspace, seconds=4)
-    running = status_is(job, Status.RUNNING)
+    status_is(job, Status.RUNNING)
     condor_tool(pool, "condor_off", "-schedd")
     try:
         wait_for(lambda: subprocess.run(
@@ -531,6 +543,7 @@ def test_unanswering_schedd_leaves_statuses_stale_not_error(pool, job_manager, u
     assert not JobEvent.objects.filter(job=job, to_status=Status.ERROR.value).exists()
 
 
+@pytest.mark.condor
 def test_named_scheduler_spools_files_and_fetches_outputs(pool, job_manager, user, backend, transactional_db,
                                                           tmp_path) -> None:
     # A root-only workspace: with spool, jobtower sends and fetches the files itself.

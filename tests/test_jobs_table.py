@@ -85,7 +85,8 @@ def test_table_options_are_checked(job_manager, user) -> None:
         CustomAction(name="x", label="X")
 
 
-def test_live_rows_endpoint_serves_visible_rows_from_the_database(client, job_manager, user, other_user, memory) -> None:
+def test_live_rows_endpoint_serves_visible_rows_from_the_database(client, job_manager, user, other_user,
+                                                                  memory) -> None:
     mine = job_manager.create_job(name="m", user=user, job_type="MEMORY")
     mine.execute()
     theirs = job_manager.create_job(name="t", user=other_user, job_type="MEMORY")
@@ -113,7 +114,10 @@ def test_actions_need_post_csrf_configuration_and_the_right_status(job_manager, 
     assert client.post(url, {"config": only_run}).status_code == 403  # no CSRF token
     client.get("/")  # sets the csrftoken cookie
     csrf = client.cookies["csrftoken"].value
-    post = lambda u, token: client.post(u, {"config": token, "csrfmiddlewaretoken": csrf}, HTTP_ACCEPT="application/json")  # noqa: E731
+
+    def post(u, token):
+        return client.post(u, {"config": token, "csrfmiddlewaretoken": csrf}, HTTP_ACCEPT="application/json")
+
     assert post(f"/jobs-table/action/{job.pk}/delete/", only_run).status_code == 400  # not configured
     assert post(f"/jobs-table/action/{job.pk}/__init__/", only_run).status_code == 400
     response = post(url, only_run)

@@ -67,7 +67,9 @@ def test_stop_ends_the_whole_process_tree(job_manager, user, local_worker) -> No
     job.execute()
     running = status_is(job, Status.RUNNING)
     pids_file = running.folder / "pids"
-    pids = wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2 and pids_file.read_text().split())
+    pids = wait_for(
+        lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2 and pids_file.read_text().split()
+    )
     running.stop()
     assert Job.objects.get(pk=job.pk).status_code is Status.ABORTED
     def gone(pid: str) -> bool:
@@ -129,7 +131,8 @@ def test_function_result_is_stored(job_manager, user, local_worker) -> None:
 
 
 def test_function_errors_and_non_json_results_are_errors(job_manager, user, local_worker) -> None:
-    fails = job_manager.create_job(name="f", user=user, job_type="LOCAL", function="tests.local_functions:fail", args=["dt too big"])
+    fails = job_manager.create_job(name="f", user=user, job_type="LOCAL", function="tests.local_functions:fail",
+                                   args=["dt too big"])
     odd = job_manager.create_job(name="o", user=user, job_type="LOCAL", function="tests.local_functions:not_json")
     fails.execute()
     odd.execute()

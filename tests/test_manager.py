@@ -463,7 +463,9 @@ def test_delete_keeps_everything_when_the_engine_cannot_stop(job_manager, user, 
     assert folder.is_dir()
 
 
-def test_delete_of_a_job_whose_folder_is_a_symlink_removes_the_link_only(job_manager, user, tmp_path, django_capture_on_commit_callbacks) -> None:
+def test_delete_of_a_job_whose_folder_is_a_symlink_removes_the_link_only(
+    job_manager, user, tmp_path, django_capture_on_commit_callbacks
+) -> None:
     job = job_manager.create_job(name="l", user=user, job_type="BASIC", workspace=str(tmp_path / "ws"))
     job.save()
     precious = tmp_path / "precious"
@@ -529,7 +531,9 @@ def test_database_urls() -> None:
     assert database_settings("sqlite:///srv/x.sqlite3", home)["NAME"] == "/srv/x.sqlite3"
     assert database_settings("sqlite:////srv/x.sqlite3", home)["NAME"] == "/srv/x.sqlite3"
     pg = database_settings("postgresql://u:p%40ss@db.example:5433/jobs?sslmode=require", home)
-    assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == ("u", "p@ss", "db.example", "5433", "jobs")
+    assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
+        "u", "p@ss", "db.example", "5433", "jobs"
+    )
     assert pg["OPTIONS"] == {"sslmode": "require"}
 
 

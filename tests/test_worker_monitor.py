@@ -11,7 +11,6 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-
 from jobtower import manager, webhooks
 from jobtower.models import Job, JobEvent
 from jobtower.monitor import Monitor
@@ -155,7 +154,8 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_webhooks_are_signed_and_a_dead_endpoint_fails_nothing(job_manager, user, settings, transactional_db, monkeypatch) -> None:
+def test_webhooks_are_signed_and_a_dead_endpoint_fails_nothing(job_manager, user, settings, transactional_db,
+                                                               monkeypatch) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setattr(webhooks, "BACKOFF", 0.01)
@@ -206,7 +206,8 @@ def test_site_and_api_need_a_permission_to_run_programs(client, user, transactio
     assert Job.objects.filter(job_type="LOCAL", user=user).count() == 1
 
 
-def test_callback_fast_path_flags_once_and_still_404s_unknown_ids(client, job_manager, user, rf, transactional_db) -> None:
+def test_callback_fast_path_flags_once_and_still_404s_unknown_ids(client, job_manager, user, rf,
+                                                                  transactional_db) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -39,7 +39,7 @@ from urllib.parse import quote
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/, for core_workload's database helpers
 
-import core_workload as cw
+import core_workload as cw  # noqa: E402 - found through the sys.path entry above
 
 APP_PACKAGE = "bench_app"
 USERNAME = "bench"

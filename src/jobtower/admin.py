@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
@@ -10,8 +10,20 @@ from django.contrib import admin
 from jobtower.models import Job, JobEvent, Scheduler
 from jobtower.statuses import Status
 
+if TYPE_CHECKING:
+    # The stubs make these generic in their model; Django's classes cannot be subscripted at run time.
+    _JobEventInline = admin.TabularInline[JobEvent, Job]
+    _JobAdmin = admin.ModelAdmin[Job]
+    _JobEventAdmin = admin.ModelAdmin[JobEvent]
+    _SchedulerForm = forms.ModelForm[Scheduler]
+    _SchedulerAdmin = admin.ModelAdmin[Scheduler]
+else:
+    _JobEventInline = admin.TabularInline
+    _JobAdmin = _JobEventAdmin = _SchedulerAdmin = admin.ModelAdmin
+    _SchedulerForm = forms.ModelForm
 
-class JobEventInline(admin.TabularInline):
+
+class JobEventInline(_JobEventInline):
     model = JobEvent
     extra = 0
     can_delete = False
@@ -23,7 +35,7 @@ class JobEventInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(_JobAdmin):
     list_display = ("id", "name", "label", "job_type", "user", "status_display", "creation_time")
     list_filter = ("label", "job_type", "_status")
     search_fields = ("name", "description")
@@ -55,7 +67,7 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(JobEvent)
-class JobEventAdmin(admin.ModelAdmin):
+class JobEventAdmin(_JobEventAdmin):
     list_display = ("id", "job", "attempt", "from_status", "to_status", "source", "time")
     list_filter = ("to_status", "source")
     list_select_related = ("job",)
@@ -68,7 +80,7 @@ class JobEventAdmin(admin.ModelAdmin):
         return False
 
 
-class SchedulerForm(forms.ModelForm):
+class SchedulerForm(_SchedulerForm):
     """The token is write-only: never shown, replaced only when a new one is typed."""
 
     new_token = forms.CharField(
@@ -95,7 +107,7 @@ class SchedulerForm(forms.ModelForm):
 
 
 @admin.register(Scheduler)
-class SchedulerAdmin(admin.ModelAdmin):
+class SchedulerAdmin(_SchedulerAdmin):
     form = SchedulerForm
     list_display = ("name", "host", "schedd_name", "has_token")
     search_fields = ("name", "host", "schedd_name")

@@ -53,10 +53,10 @@ class AppBase:
     #: Where this app's workspaces live; default <WORKSPACES_ROOT>/<package>.
     workspaces_root: ClassVar[str | None] = None
 
-    _job_managers: ClassVar[dict[type, "JobManager"]] = {}
+    _job_managers: ClassVar[dict[type, JobManager]] = {}
 
     @classmethod
-    def get_job_manager(cls) -> "JobManager":
+    def get_job_manager(cls) -> JobManager:
         """Return the app's JobManager."""
         from jobtower.manager import JobManager
 

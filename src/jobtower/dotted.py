@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 
 def function_path(value: Callable[..., Any] | str) -> str:
@@ -42,4 +43,4 @@ def resolve_function(path: str) -> Callable[..., Any]:
         raise ValueError(f"cannot import process_results_function {path!r}: {exc}") from exc
     if not callable(target):
         raise ValueError(f"process_results_function {path!r} is not callable")
-    return target
+    return cast("Callable[..., Any]", target)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime
 import functools
-from html import escape  # the stdlib's: same escaping as Django's, without its lazy-string wrapper
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from html import escape  # the stdlib's: same escaping as Django's, without its lazy-string wrapper
+from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
@@ -50,7 +51,7 @@ def _column(entry: str | Sequence[str]) -> tuple[str, str]:
 class JobsTable:
     """Options of a Jobs Table (the Tethys gizmo's options, and a few more)."""
 
-    jobs: "QuerySet[Job] | Iterable[Job]"
+    jobs: QuerySet[Job] | Iterable[Job]
     column_fields: Sequence[str | Sequence[str]] = ("id", "name", "description", "creation_time")
     show_status: bool = True
     show_actions: bool = True
@@ -94,7 +95,7 @@ class JobsTable:
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
 
-    def config(self) -> "TableConfig":
+    def config(self) -> TableConfig:
         """Return the table's row-level settings."""
         return TableConfig(
             columns=self.columns,
@@ -127,7 +128,7 @@ class JobsTable:
         def link(**changes: Any) -> str:
             values = {f"{p}_page": page, f"{p}_sort": sort, f"{p}_status": status_filter, f"{p}_q": query}
             values.update({f"{p}_{k}": v for k, v in changes.items()})
-            kept = {k: v for k, v in request.GET.items() if not k.startswith(f"{p}_")}
+            kept: dict[str, Any] = {k: v for k, v in request.GET.items() if not k.startswith(f"{p}_")}
             kept.update({k: v for k, v in values.items() if v not in ("", None)})
             return "?" + urlencode(kept)
 
@@ -171,7 +172,7 @@ class JobsTable:
 
 
 def _page(
-    jobs: "QuerySet[Job] | Iterable[Job]", page: int, size: int, sort: str, status: str, query: str
+    jobs: QuerySet[Job] | Iterable[Job], page: int, size: int, sort: str, status: str, query: str
 ) -> tuple[list[Job], bool]:
     """Return one page of jobs (sorted, filtered and searched in the database) and if more follow."""
     if not isinstance(jobs, QuerySet):
@@ -191,7 +192,7 @@ def _page(
     return rows[:size], len(rows) > size
 
 
-def with_status_since(jobs: "QuerySet[Job]") -> "QuerySet[Job]":
+def with_status_since(jobs: QuerySet[Job]) -> QuerySet[Job]:
     """Annotate each job with the time of its last status move (`status_since`)."""
     last = JobEvent.objects.filter(job=OuterRef("pk")).order_by("-id").values("time")[:1]
     return jobs.select_related("user").annotate(status_since=Subquery(last))
@@ -214,7 +215,7 @@ class TableConfig:
         return signing.dumps(self.__dict__, salt=_SALT, compress=True)
 
     @classmethod
-    def load(cls, token: str) -> "TableConfig":
+    def load(cls, token: str) -> TableConfig:
         """Return the configuration a page was rendered with; BadSignature if it was tampered with."""
         data = signing.loads(token, salt=_SALT)
         data["columns"] = [tuple(c) for c in data["columns"]]
@@ -251,7 +252,8 @@ class TableConfig:
                     f'{escape(job.progress_message)}"></progress> <small>{pct}%</small>'
                 )
             since = getattr(job, "status_since", None) or job.creation_time
-            parts.append(f'<small class="jobtower-age" title="{since.isoformat() if since else ""}">{_age(since)}</small>')
+            title = since.isoformat() if since else ""
+            parts.append(f'<small class="jobtower-age" title="{title}">{_age(since)}</small>')
             if job.status_message:
                 message = job.status_message if len(job.status_message) <= 300 else job.status_message[:299] + "…"
                 parts.append(f'<div class="jobtower-status-message">{escape(message)}</div>')
@@ -273,7 +275,9 @@ class TableConfig:
             if action.is_link:
                 url = self._link(name, job)
                 if url:
-                    buttons.append(f'<a class="jobtower-button" href="{escape(url)}" data-action="{escape(name)}">{label}</a>')
+                    buttons.append(
+                        f'<a class="jobtower-button" href="{escape(url)}" data-action="{escape(name)}">{label}</a>'
+                    )
                 continue
             confirm = ""
             if action.confirm:
@@ -337,7 +341,8 @@ def _display(value: Any) -> str:
         return "None"
     if isinstance(value, datetime.datetime):
         # Compact and sortable, in the site's time zone (Django's localize costs a third of a row).
-        value = timezone.template_localtime(value).strftime("%Y-%m-%d %H:%M")
+        # template_localtime() is public Django (what templates call) that django-stubs leaves out.
+        value = timezone.template_localtime(value).strftime("%Y-%m-%d %H:%M")  # type: ignore[attr-defined]
     elif isinstance(value, (datetime.date, float, int)) and not isinstance(value, bool):
         value = formats.localize(value)
     return escape(str(value))

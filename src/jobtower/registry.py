@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from jobtower.models import Job
 
 J = TypeVar("J", bound="type[Job]")
 
-_BY_NAME: dict[str, type["Job"]] = {}
+_BY_NAME: dict[str, type[Job]] = {}
 
 
 def register_job_type(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[J], J]:
@@ -38,7 +39,7 @@ def job_types() -> list[str]:
     return sorted(_BY_NAME)
 
 
-def job_class(job_type: "str | type[Job]") -> type["Job"]:
+def job_class(job_type: str | type[Job]) -> type[Job]:
     """Return the job class for a registered name or a registered class; else a ValueError."""
     if isinstance(job_type, type):
         name = getattr(job_type, "job_type_name", None)
@@ -57,11 +58,11 @@ def job_class(job_type: "str | type[Job]") -> type["Job"]:
     )
 
 
-def class_for_stored(job_type: str) -> type["Job"] | None:
+def class_for_stored(job_type: str) -> type[Job] | None:
     """Return the class for a stored job_type value, or None when it is not registered."""
     return _BY_NAME.get(job_type)
 
 
-def registered_classes() -> list[tuple[str, type["Job"]]]:
+def registered_classes() -> list[tuple[str, type[Job]]]:
     """Return (canonical name, class) for every registered job type, aliases left out."""
     return sorted({(cls.job_type_name, cls) for cls in _BY_NAME.values()}, key=lambda item: item[0])

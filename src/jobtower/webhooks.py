@@ -48,7 +48,7 @@ def sign_ok(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(expected, header)
 
 
-_queue: "queue.Queue[Delivery]" = queue.Queue()
+_queue: queue.Queue[Delivery] = queue.Queue()
 _thread: threading.Thread | None = None
 _lock = threading.Lock()
 
@@ -62,7 +62,8 @@ def _deliver(delivery: Delivery) -> bool:
     )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except Exception as exc:  # an unreachable endpoint is logged, never raised
         delivery.errors.append(f"{type(exc).__name__}: {exc}")
         return False

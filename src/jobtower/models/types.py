@@ -60,7 +60,7 @@ class CondorBase(Job):
         """Return the HTCondor cluster id of the current attempt (0 before it is submitted)."""
         return int((self.engine_data or {}).get("cluster_id") or 0)
 
-    def get_scheduler(self) -> "Scheduler | None":
+    def get_scheduler(self) -> Scheduler | None:
         """Return the job's Scheduler record (None: the local pool); ValueError if it is gone."""
         if not self.scheduler:
             return None
@@ -89,7 +89,7 @@ class CondorJob(CondorBase):
         proxy = True
         app_label = "jobtower"
 
-    def submit_description(self) -> "Description":
+    def submit_description(self) -> Description:
         """Return the submit description of the current attempt; ValueError says what is wrong."""
         from jobtower.backends.condor_templates import describe
 
