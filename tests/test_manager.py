@@ -538,9 +538,9 @@ def test_database_urls() -> None:
 
 
 def test_results_ready_is_never_polled_or_finished_by_the_engine(job_manager, user, memory) -> None:
-    from jobtower.monitor import Monitor
-
     from django.utils import timezone
+
+    from jobtower.monitor import Monitor
 
     job = job_manager.create_job(name="r", user=user, job_type="MEMORY")
     job.execute()

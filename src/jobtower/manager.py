@@ -7,7 +7,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from django.core import signing
 from django.db import DatabaseError, connection, models, transaction
@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobtower")
 
+
+class AppLike(Protocol):
+    """What a JobManager needs of an app: its package name (every job's `label`)."""
+
+    package: str
+
 #: Settings every job type accepts in create_job(); each type adds its own SpecFields.
 COMMON_OPTIONS = frozenset({"description", "workspace", "extended_properties", "process_results_function"})
 _RACE_RETRIES = 5
@@ -39,7 +45,7 @@ _RACE_RETRIES = 5
 class JobManager:
     """Creates and finds the jobs of one app; the Jobs API's entry point (app.get_job_manager())."""
 
-    def __init__(self, app: "type[AppBase] | AppBase") -> None:
+    def __init__(self, app: "type[AppBase] | AppBase | AppLike") -> None:
         label = getattr(app, "package", "")
         if not label:
             raise ValueError(f"{app!r} has no `package`: set package = 'my_app' on the app class")
@@ -78,7 +84,8 @@ class JobManager:
             kwargs["workspace"] = str(user_workspace_path(self.app, user))
         else:
             kwargs["workspace"] = str(Path(kwargs["workspace"]).expanduser().absolute())
-        return cls(name=name, user=user, label=self.label, groups=list(groups or ()), **kwargs)
+        kwargs["groups"] = list(groups or ())  # Job.__init__ sets them once the job has an id
+        return cls(name=name, user=user, label=self.label, **kwargs)
 
     def list_jobs(
         self,
@@ -316,7 +323,8 @@ def sanitize(observation: Observation) -> Observation:
     try:
         status = Status(observation.status)
     except ValueError:
-        return Observation(Status.ERROR, _clean_text(f"the engine reported an unknown status {observation.status!r}", 500))
+        reason = f"the engine reported an unknown status {observation.status!r}"
+        return Observation(Status.ERROR, _clean_text(reason, 500))
     progress = observation.progress
     if progress is not None:
         try:
@@ -426,10 +434,10 @@ def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str 
             and not (new in (Status.COMPLETE, Status.VARIOUS_COMPLETE) and has_results_step(job))
         )
         if simple:
-            _guarded(job, lambda: record_facts(job, observation), source=source)
+            _guarded(job, source, record_facts, job, observation)
             groups.setdefault((current, new, observation.message), []).append(job)
         else:
-            moved += _guarded(job, lambda: observe(job, observation, source=source), source=source)
+            moved += _guarded(job, source, observe, job, observation, source=source)
     for (current, new, message), jobs in groups.items():
         try:
             moved += _move_many(jobs, current, new, message, source)
@@ -437,19 +445,19 @@ def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str 
             log.exception("moving %d jobs %s -> %s at once failed; moving them one by one",
                           len(jobs), current.display, new.display)
             for job in jobs:
-                moved += _guarded(job, lambda: observe(job, Observation(new, message), source=source), source=source)
+                moved += _guarded(job, source, observe, job, Observation(new, message), source=source)
     return moved
 
 
-def _guarded(job: Job, write: Callable[[], bool], *, source: str) -> bool:
+def _guarded(job: Job, by: str, write: Callable[..., bool], *args: Any, **kwargs: Any) -> bool:
     """Run one job's write; if the database refuses it, end that job in Error with the reason."""
     try:
-        return bool(write())
+        return bool(write(*args, **kwargs))
     except DatabaseError as exc:
         log.exception("could not record what the engine reported about job %s", job.pk)
         reason = _clean_text(f"could not record what the engine reported: {type(exc).__name__}: {exc}", 1000)
     try:
-        return transition(job, Status.ERROR, source=source, message=reason, strict=False)
+        return transition(job, Status.ERROR, source=by, message=reason, strict=False)
     except DatabaseError:
         log.exception("could not move job %s to Error either", job.pk)
         return False

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
@@ -22,6 +23,9 @@ from jobtower import manager, statuses
 from jobtower.backends import Backend, Capability, EngineKey, backend_at, engine_key
 from jobtower.registry import registered_classes
 from jobtower.worker import Heartbeat, _stop_on_signals
+
+if TYPE_CHECKING:
+    from jobtower.models import Job
 
 log = logging.getLogger("jobtower.monitor")
 
@@ -90,7 +94,7 @@ class Monitor:
                 by_engine[key].append(job)
         return sum(self._poll(backend_at(key), jobs) for key, jobs in by_engine.items())
 
-    def _poll(self, backend: Backend, jobs: list) -> int:
+    def _poll(self, backend: Backend, jobs: list[Job]) -> int:
         self.polls += 1
         answer = manager.poll(backend, jobs)
         moved = manager.apply_poll(jobs, answer, source="monitor")
@@ -122,9 +126,9 @@ class Monitor:
             self._running[job.pk] = self._pool.submit(self._run_results, job)
         return started
 
-    def _run_results(self, job: object) -> None:
+    def _run_results(self, job: Job) -> None:
         try:
-            manager.run_results(job)  # type: ignore[arg-type]
+            manager.run_results(job)
         except Exception:
             log.exception("%s: the results step of job %s failed", self.name, getattr(job, "pk", "?"))
         finally:

@@ -84,10 +84,7 @@ class LocalWorker:
         for job in finished:
             del self.running[job.pk]
         if finished:
-            seen = self.backend.poll(finished)
-            manager.apply_observations(
-                [(job, seen[job.pk]) for job in finished if job.pk in seen], source="worker"
-            )
+            manager.apply_poll(finished, manager.poll(self.backend, finished), source="worker")
         if self.running:
             self.backend.enforce([job for job, _ in self.running.values()])
         claimed = manager.claim(self.job_types, self.concurrency - len(self.running), source="worker")

@@ -365,9 +365,13 @@ class CondorBackend(Backend):
 
     def _ads(self, scheduler: "Scheduler | None", jobs: list["Job"]) -> dict[int, dict[int, Any]]:
         """Return {cluster: {proc: ad}} for the jobs' clusters: one queue query, one history query."""
-        wanted = {self._cluster(job): job for job in jobs}
+        wanted: dict[int, Job] = {}
+        for job in jobs:
+            cluster = self._cluster(job)
+            if cluster is not None:
+                wanted[cluster] = job
         procs = {cluster: int((job.engine_data or {}).get("procs") or 1) for cluster, job in wanted.items()}
-        low, high = min(wanted), max(wanted)  # type: ignore[type-var]
+        low, high = min(wanted), max(wanted)
         found: dict[int, dict[int, Any]] = {}
 
         def keep(ad: Any) -> None:

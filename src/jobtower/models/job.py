@@ -65,7 +65,7 @@ _RENAME_SQL = 'UPDATE "jobtower_job" SET "name" = %s WHERE "id" = %s'
 
 
 @functools.cache
-def _insert_statement_for(cls: type, vendor: str, quote: Callable[[str], str]) -> tuple[list[Any], str]:
+def _insert_statement_for(cls: type[Model], vendor: str, quote: Callable[[str], str]) -> tuple[list[Any], str]:
     fields = [f for f in cls._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(quote(f.column) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
@@ -73,7 +73,7 @@ def _insert_statement_for(cls: type, vendor: str, quote: Callable[[str], str]) -
     return fields, f"INSERT INTO {quote(cls._meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {pk}"
 
 
-def _insert_statement(cls: type, connection: Any) -> tuple[list[Any], str]:
+def _insert_statement(cls: type[Model], connection: Any) -> tuple[list[Any], str]:
     return _insert_statement_for(cls, connection.vendor, connection.ops.quote_name)
 
 
@@ -106,7 +106,7 @@ class SpecField:
 
 
 @functools.cache
-def _attnames(cls: type) -> tuple[str, ...]:
+def _attnames(cls: type[Model]) -> tuple[str, ...]:
     return tuple(f.attname for f in cls._meta.concrete_fields)
 
 
