@@ -17,6 +17,7 @@ from django.utils import timezone
 from jobtower import manager
 from jobtower.backends import get_backend
 from jobtower.backends import local
+from jobtower.backends.base import Observation
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 
@@ -80,13 +81,16 @@ class LocalWorker:
     def step(self) -> bool:
         """Finish what ended, enforce timeouts, claim and start new jobs; True if anything happened."""
         self.heartbeat.beat(len(self.running))
-        finished = [job for job, process in self.running.values() if process.poll() is not None]
-        for job in finished:
+        finished = [(job, process) for job, process in self.running.values() if process.poll() is not None]
+        for job, _ in finished:
             del self.running[job.pk]
         if finished:
-            seen = self.backend.poll(finished)
+            # A supervisor that could not record the start never ran its job: only we can tell why.
+            failed = {job.pk: why for job, process in finished if (why := local.start_failure(job, process))}
+            seen = self.backend.poll([job for job, _ in finished if job.pk not in failed])
+            seen.update({pk: Observation(Status.ERROR, why) for pk, why in failed.items()})
             manager.apply_observations(
-                [(job, seen[job.pk]) for job in finished if job.pk in seen], source="worker"
+                [(job, seen[job.pk]) for job, _ in finished if job.pk in seen], source="worker"
             )
         if self.running:
             self.backend.enforce([job for job, _ in self.running.values()])

@@ -7,6 +7,7 @@ engine knows, so the outcome survives the death of the worker that started it:
     supervisor.pid  the supervisor's pid, which is also the process group of the whole job
     stdout.txt      the job's standard output; stderr.txt its standard error
     exit.json       written by the supervisor when the job ends: {"exit_code": n, "end_time": t}
+    exit.reserved   room for that record, reserved at the start; it holds it when the disk was full
     progress.json   written by the job (jobtower.progress()): {"percent": p, "message": "..."}
     result.json     a function job's return value
     stopped, paused, timed_out   markers left by stop(), pause() and the timeout
@@ -35,18 +36,28 @@ if TYPE_CHECKING:
     from jobtower.models import Job
 
 #: bash: record our pid (= the job's process group), run the job, record how it ended.
+#: Before anything runs, room for the exit record is reserved and the pid is written; if either
+#: fails (a full disk) the job is not run at all, because without a pid it would read as never
+#: started and be queued again. The error goes to our stderr, a pipe the worker reads (exit 97/98).
 #: The job runs in the background so that SIGTERM to the group (stop, timeout) ends the job while
 #: the supervisor, whose TERM handler does nothing, lives on to record the exit. SIGKILL ends both.
+#: When exit.json cannot be written at the end, the record overwrites the reserved bytes in place,
+#: which needs no new space.
 SUPERVISOR = r"""
 d=$1; shift
-echo $$ > "$d/supervisor.pid"
+printf '%80s\n' '' > "$d/exit.reserved" || exit 97
+echo $$ > "$d/supervisor.pid" || exit 98
+exec 2>/dev/null
 trap : TERM
 "$@" </dev/null >"$d/stdout.txt" 2>"$d/stderr.txt" &
 child=$!
 wait $child; code=$?
 while kill -0 $child 2>/dev/null; do wait $child; code=$?; done
-printf '{"exit_code": %d, "end_time": %s}\n' "$code" "$EPOCHREALTIME" > "$d/exit.json"
+printf -v record '{"exit_code": %d, "end_time": %s}' "$code" "$EPOCHREALTIME"
+echo "$record" > "$d/exit.json" || echo "$record" 1<>"$d/exit.reserved"
 """
+#: Exit codes of a supervisor that could not write a file before the start: the job never ran.
+NOT_STARTED = {97: "exit.reserved", 98: "supervisor.pid"}
 BASH = "/bin/bash"
 #: Seconds a stopped job gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
@@ -180,10 +191,23 @@ def spawn(job: "Job", *, extra_env: dict[str, str] | None = None) -> subprocess.
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # says why the start failed; closed by the supervisor once started
         start_new_session=True,
         close_fds=True,
     )
+
+
+def start_failure(job: "Job", process: subprocess.Popen[bytes]) -> str | None:
+    """Return why an ended supervisor could not start its job (it never ran), else None."""
+    said = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    name = NOT_STARTED.get(process.returncode)  # type: ignore[arg-type]
+    if name is None:
+        return None
+    # bash says "<where>: <what>: No space left on device"; the last part is the reason.
+    reason = said.rsplit(": ", 1)[-1] or f"exit code {process.returncode}"
+    return f"could not write {name} in {attempt_dir(job)}: {reason}"
 
 
 def _exit_message(code: int, folder: Path) -> str:
@@ -224,6 +248,8 @@ class LocalBackend(Backend):
         started = pid is not None
         alive = started and _is_our_supervisor(pid, folder)
         ended = read_json(folder / "exit.json")
+        if started and not alive and not isinstance(ended, dict):
+            ended = read_json(folder / "exit.reserved")  # the disk was full when it ended
         if isinstance(ended, dict) and "exit_code" in ended:
             code = int(ended["exit_code"])
             if (folder / "stopped").exists():

@@ -1,0 +1,90 @@
+"""LOCAL jobs under stress: a full disk, a stop the job ignores, its environment, no worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from jobtower.backends import local
+from jobtower.models import Job
+from jobtower.monitor import Monitor
+from jobtower.statuses import Status
+from jobtower.worker import LocalWorker
+from tests.conftest import wait_for
+
+PAGE = 4096  # tmpfs counts space in pages
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, settings) -> Path:
+    """A 1 MB tmpfs holding the workspaces, unmounted after the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    settings.JOBTOWER = {**settings.JOBTOWER, "WORKSPACES_ROOT": str(mount / "workspaces")}
+    yield mount
+    if subprocess.run(["umount", str(mount)]).returncode != 0:
+        subprocess.run(["umount", "-l", str(mount)], check=True)  # a straggler still has a file open
+
+
+def fill(disk: Path, free_pages: int) -> None:
+    """Fill `disk` so that exactly `free_pages` pages are left."""
+    keep = [disk / f"keep{i}" for i in range(free_pages)]
+    for path in keep:
+        path.write_bytes(b"k" * PAGE)
+    with (disk / "filler").open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"f" * PAGE)
+        except OSError:
+            pass  # full
+    for path in keep:
+        path.unlink()
+    assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize == free_pages * PAGE
+
+
+def run_until_ended(worker: LocalWorker, job: Job, timeout: float = 30.0) -> Job:
+    """Step `worker` until the job has ended; return it fresh."""
+    def ended() -> bool:
+        worker.step()
+        return Job.objects.get(pk=job.pk).status_code.is_terminal
+
+    wait_for(ended, timeout, what=f"job {job.pk} to end")
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_job_whose_pid_cannot_be_written_never_runs_and_says_why(job_manager, user, transactional_db, small_disk, tmp_path) -> None:
+    ran = tmp_path / "ran"
+    job = job_manager.create_job(name="full", user=user, job_type="LOCAL", command=["sh", "-c", f"echo run >> {ran}"])
+    job.execute()
+    fill(small_disk, free_pages=2)  # room for run.json and the exit record's reservation, not for the pid
+    done = run_until_ended(LocalWorker(concurrency=1), job)
+    folder = local.attempt_dir(done)
+    assert done.status_code is Status.ERROR
+    assert done.status_message == f"could not write supervisor.pid in {folder}: No space left on device"
+    assert not ran.exists()
+    # Long after its claim, the monitor still leaves it alone: it is not queued again.
+    Job.objects.filter(pk=job.pk).update(start_time=timezone.now() - timedelta(seconds=local.START_GRACE + 1))
+    Monitor().cycle()
+    assert Job.objects.get(pk=job.pk).status_code is Status.ERROR
+    assert [(e.from_status, e.to_status) for e in done.history()] == [("PEN", "SUB"), ("SUB", "RUN"), ("RUN", "ERR")]
+
+
+def test_a_job_that_fills_the_disk_still_ends_with_its_exit_code_and_runs_once(job_manager, user, transactional_db, small_disk, tmp_path) -> None:
+    ran = tmp_path / "ran"
+    job = job_manager.create_job(
+        name="filler", user=user, job_type="LOCAL",
+        command=["sh", "-c", f"echo run >> {ran}; cat /dev/zero > fill; exit 3"],
+    )
+    job.execute()
+    done = run_until_ended(LocalWorker(concurrency=1), job)
+    assert done.status_code is Status.ERROR and done.status_message == "exit code 3", done.status_message
+    Job.objects.filter(pk=job.pk).update(start_time=timezone.now() - timedelta(seconds=local.START_GRACE + 1))
+    Monitor().cycle()
+    assert Job.objects.get(pk=job.pk).status_message == "exit code 3"
+    assert ran.read_text() == "run\n"
