@@ -88,3 +88,42 @@ def test_a_job_that_fills_the_disk_still_ends_with_its_exit_code_and_runs_once(j
     Monitor().cycle()
     assert Job.objects.get(pk=job.pk).status_message == "exit code 3"
     assert ran.read_text() == "run\n"
+
+
+SERVER_SECRETS = {
+    "JOBTOWER_SECRET_KEY": "server-secret", "JOBTOWER_DATABASE_URL": "postgresql://u:pw@db/jobs",
+    "DJANGO_SETTINGS_MODULE": "jobtower.site.settings", "REPLICA_DATABASE_URL": "postgresql://u:pw@replica/j",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+}
+
+
+def test_a_job_sees_a_minimal_environment_and_no_secret_of_the_server(job_manager, user, local_worker, monkeypatch) -> None:
+    for name, value in {**SERVER_SECRETS, "LANG": "C.UTF-8", "LC_NUMERIC": "C", "TZ": "UTC", "TMPDIR": "/tmp"}.items():
+        monkeypatch.setenv(name, value)
+    job = job_manager.create_job(name="env", user=user, job_type="LOCAL", command=["env"], environment={"OMP_NUM_THREADS": "2"})
+    job.execute()
+    done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status_code.is_terminal and j, 30, what="the job to end")
+    assert done.status_code is Status.COMPLETE, done.status_message
+    seen = dict(line.split("=", 1) for line in done.get_logs()["stdout"].splitlines())
+    assert not set(SERVER_SECRETS) & set(seen)
+    assert "server-secret" not in done.get_logs()["stdout"]
+    assert {name: seen[name] for name in ("LANG", "LC_NUMERIC", "TZ", "TMPDIR", "OMP_NUM_THREADS")} == {
+        "LANG": "C.UTF-8", "LC_NUMERIC": "C", "TZ": "UTC", "TMPDIR": "/tmp", "OMP_NUM_THREADS": "2",
+    }
+    assert seen["PATH"] == os.environ["PATH"] and seen["HOME"] == os.environ["HOME"]
+    assert seen["JOBTOWER_JOB_ID"] == str(job.pk) and seen["JOBTOWER_PROGRESS_FILE"].endswith("/attempts/1/progress.json")
+    allowed = local.INHERITED_ENVIRONMENT | {"OMP_NUM_THREADS", "PWD", "SHLVL", "_"}
+    assert {n for n in seen if not n.startswith(("LC_", "JOBTOWER_"))} <= allowed, sorted(seen)
+    assert {n for n in seen if n.startswith("JOBTOWER_")} == {
+        "JOBTOWER_JOB_ID", "JOBTOWER_ATTEMPT", "JOBTOWER_JOB_FOLDER", "JOBTOWER_PROGRESS_FILE"
+    }
+
+
+def test_a_function_job_still_imports_its_function_without_the_server_environment(job_manager, user, local_worker, monkeypatch) -> None:
+    for name, value in SERVER_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    job = job_manager.create_job(name="fn-env", user=user, job_type="LOCAL", function="tests.local_functions:environment_names")
+    job.execute()
+    done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status_code.is_terminal and j, 30, what="the job to end")
+    assert done.status_code is Status.COMPLETE, done.status_message
+    assert "PYTHONPATH" in done.result and not set(SERVER_SECRETS) & set(done.result)

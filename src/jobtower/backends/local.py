@@ -59,6 +59,9 @@ echo "$record" > "$d/exit.json" || echo "$record" 1<>"$d/exit.reserved"
 #: Exit codes of a supervisor that could not write a file before the start: the job never ran.
 NOT_STARTED = {97: "exit.reserved", 98: "supervisor.pid"}
 BASH = "/bin/bash"
+#: What a job inherits from the worker's environment (and LC_*). Nothing else: the server's secret
+#: key and database URLs would let a job's owner forge signatures and read every job.
+INHERITED_ENVIRONMENT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
 #: Seconds a stopped job gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
 #: Seconds after a claim during which a job without a supervisor is still starting, not lost.
@@ -163,10 +166,10 @@ def spawn(job: "Job", *, extra_env: dict[str, str] | None = None) -> subprocess.
     """Start the job's supervisor in a new session and return it (the caller reaps it)."""
     folder = attempt_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    # A function job imports what the server that accepted it could import.
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)))
+    env = {k: v for k, v in os.environ.items() if k in INHERITED_ENVIRONMENT or k.startswith("LC_")}
+    if job.function:
+        # A function job imports what the server that accepted it could import.
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)))
     env.update(job.environment or {})
     env.update(
         JOBTOWER_JOB_ID=str(job.pk),
