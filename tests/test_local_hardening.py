@@ -127,3 +127,38 @@ def test_a_function_job_still_imports_its_function_without_the_server_environmen
     done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status_code.is_terminal and j, 30, what="the job to end")
     assert done.status_code is Status.COMPLETE, done.status_message
     assert "PYTHONPATH" in done.result and not set(SERVER_SECRETS) & set(done.result)
+
+
+def gone(pid: int) -> bool:
+    """Return True when the process has ended (a zombie has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_stop_returns_at_once_and_what_ignores_sigterm_is_killed_after_the_grace(job_manager, user, local_worker, monkeypatch) -> None:
+    import time
+
+    monkeypatch.setattr(local, "STOP_GRACE", 1.0)
+    job = job_manager.create_job(
+        name="stubborn", user=user, job_type="LOCAL",
+        # Both children ignore SIGTERM (inherited); one leaves the job's session and process group.
+        command=["bash", "-c", "trap '' TERM; setsid sleep 600 & echo $! > escaped; sleep 600 & echo $! > stubborn; wait"],
+    )
+    job.execute()
+    running = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status_code is Status.RUNNING and j, 30, what="Running")
+    files = [running.folder / "escaped", running.folder / "stubborn"]
+    pids = wait_for(lambda: all(f.exists() and f.read_text().strip() for f in files) and [int(f.read_text()) for f in files])
+    pgid = local.supervisor_pid(local.attempt_dir(running))
+    wait_for(lambda: Path(f"/proc/{pids[0]}/stat").read_text().rsplit(")", 1)[-1].split()[3] != str(pgid),
+             5, what="the escaped child to leave the job's session")
+    began = time.monotonic()
+    running.stop()
+    took = time.monotonic() - began
+    assert took < 0.5, f"stop() took {took:.2f} s"
+    assert Job.objects.get(pk=job.pk).status_code is Status.ABORTED
+    assert not any(gone(pid) for pid in pids)  # SIGTERM alone ends neither
+    for pid in pids:
+        wait_for(lambda pid=pid: gone(pid), local.STOP_GRACE + 3, what=f"process {pid} to be killed")
+    print(f"stop() returned in {took * 1000:.1f} ms; both gone {time.monotonic() - began:.2f} s after it")

@@ -12,6 +12,9 @@ engine knows, so the outcome survives the death of the worker that started it:
     result.json     a function job's return value
     stopped, paused, timed_out   markers left by stop(), pause() and the timeout
 
+A stop or a timeout sends SIGTERM at once and leaves `<home>/run/stopping/<pgid>.json` with a
+deadline; the worker (and the monitor, in enforce()) sends SIGKILL to what is left after it.
+
 The supervisor is bash (a few milliseconds to start, unlike a Python interpreter) running the job in
 the foreground of its own session; the job's current directory is the job folder itself.
 """
@@ -121,21 +124,6 @@ def _is_our_supervisor(pid: int, folder: Path) -> bool:
     return str(folder).encode() in cmdline.split(b"\0")
 
 
-def group_alive(pgid: int) -> bool:
-    """Return True while any process of group `pgid` is alive (zombies do not count)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
 def _signal_group(pgid: int, signum: int) -> None:
     try:
         os.killpg(pgid, signum)
@@ -143,16 +131,77 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
-def terminate_group(pgid: int, grace: float = STOP_GRACE) -> None:
-    """End a job's whole process group: SIGTERM, then SIGKILL after `grace` seconds."""
-    _signal_group(pgid, signal.SIGTERM)
-    _signal_group(pgid, signal.SIGCONT)  # a paused job must run to handle SIGTERM
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.05)
-    _signal_group(pgid, signal.SIGKILL)
+def attempt_processes(pgid: int, folder: Path) -> list[int]:
+    """Return the live processes of an attempt: its process group and whoever left it.
+
+    A process that calls setsid() leaves the group, but it keeps the environment it was started
+    with, and /proc shows that environment even after the process changed it: JOBTOWER_PROGRESS_FILE
+    names the attempt. Only a process started with a new environment (env -i) escapes.
+    """
+    marker = f"JOBTOWER_PROGRESS_FILE={folder / 'progress.json'}".encode()
+    ours = _is_our_supervisor(pgid, folder)  # else the group may be a stranger's that reused the id
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[-1].split()
+            if fields[0] in ("Z", "X"):
+                continue
+            if (ours and fields[2] == str(pgid)) or marker in Path(entry.path, "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _signal_all(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stopping_dir() -> Path:
+    """Return the folder of pending stops: one file per attempt that gets SIGKILL at a deadline."""
+    from jobtower import conf
+
+    return conf.home() / "run" / "stopping"
+
+
+def request_end(pgid: int, folder: Path, grace: float | None = None) -> None:
+    """End an attempt without waiting: SIGTERM now; escalate_stops() sends SIGKILL after `grace`."""
+    grace = STOP_GRACE if grace is None else grace
+    pending = stopping_dir()
+    pending.mkdir(parents=True, exist_ok=True)
+    tmp = pending / f".{pgid}.tmp"
+    tmp.write_text(json.dumps({"pgid": pgid, "folder": str(folder), "kill_at": time.time() + grace}))
+    tmp.replace(pending / f"{pgid}.json")
+    pids = attempt_processes(pgid, folder)
+    _signal_all(pids, signal.SIGTERM)
+    _signal_all(pids, signal.SIGCONT)  # a paused job must run to handle SIGTERM
+
+
+def escalate_stops() -> int:
+    """SIGKILL what is left of the attempts whose stop grace has passed; return how many."""
+    try:
+        entries = list(os.scandir(stopping_dir()))
+    except FileNotFoundError:
+        return 0
+    killed = 0
+    now = time.time()
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
+        pending = read_json(Path(entry.path))
+        if not isinstance(pending, dict) or now >= pending.get("kill_at", 0):
+            if isinstance(pending, dict):
+                pgid, folder = int(pending["pgid"]), Path(pending["folder"])
+                _signal_all(attempt_processes(pgid, folder), signal.SIGKILL)
+                killed += 1
+            Path(entry.path).unlink(missing_ok=True)
+    return killed
 
 
 def run_argv(job: "Job") -> list[str]:
@@ -296,7 +345,10 @@ class LocalBackend(Backend):
         return found
 
     def enforce(self, jobs: Sequence["Job"]) -> None:
-        """End the jobs that ran past their timeout (the exit then reads as Error: timed out)."""
+        """End the jobs that ran past their timeout (the exit then reads as Error: timed out).
+
+        Also sends SIGKILL to stopped jobs whose grace has passed (those are no longer active).
+        """
         now = timezone.now()
         for job in jobs:
             if not job.timeout or job.start_time is None or job.status_code is not Status.RUNNING:
@@ -310,18 +362,17 @@ class LocalBackend(Backend):
             marker = folder / "timed_out"
             if not marker.exists():
                 marker.touch()
-                _signal_group(pid, signal.SIGTERM)
-            elif time.time() - marker.stat().st_mtime > STOP_GRACE:
-                _signal_group(pid, signal.SIGKILL)
+                request_end(pid, folder)
+        escalate_stops()
 
     def cancel(self, job: "Job") -> None:
-        """Mark the attempt stopped and end its whole process group (TERM, then KILL)."""
+        """Mark the attempt stopped and send SIGTERM; the worker sends SIGKILL after the grace."""
         folder = attempt_dir(job)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stopped").touch()
         pid = supervisor_pid(folder)
         if pid is not None:
-            terminate_group(pid)
+            request_end(pid, folder)  # never wait here: a web request is waiting for us
 
     def hold(self, job: "Job") -> None:
         """Stop the job's processes where they are (SIGSTOP to the group)."""
