@@ -162,3 +162,24 @@ def test_stop_returns_at_once_and_what_ignores_sigterm_is_killed_after_the_grace
     for pid in pids:
         wait_for(lambda pid=pid: gone(pid), local.STOP_GRACE + 3, what=f"process {pid} to be killed")
     print(f"stop() returned in {took * 1000:.1f} ms; both gone {time.monotonic() - began:.2f} s after it")
+
+
+def test_executing_a_local_job_with_no_worker_running_says_so(job_manager, user, transactional_db) -> None:
+    from jobtower.models import Worker
+
+    Worker.objects.create(name="long gone", kind="worker", host="h", pid=1,
+                          heartbeat=timezone.now() - timedelta(seconds=local.WORKER_STALE_AFTER + 1))
+    alone = job_manager.create_job(name="alone", user=user, job_type="LOCAL", command=["true"])
+    alone.execute()
+    assert alone.status_code is Status.SUBMITTED
+    assert alone.status_message == Job.objects.get(pk=alone.pk).status_message == local.NO_WORKER
+    assert "start `jobtower worker`" in local.NO_WORKER
+
+    worker = LocalWorker(concurrency=1)
+    worker.heartbeat.beat(force=True)
+    served = job_manager.create_job(name="served", user=user, job_type="LOCAL", command=["true"])
+    served.execute()
+    assert Job.objects.get(pk=served.pk).status_message == ""
+    # Once a worker runs the first job, the warning is gone with its claim.
+    for job in (alone, served):
+        assert run_until_ended(worker, job).status_message == ""

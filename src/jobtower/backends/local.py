@@ -21,6 +21,7 @@ the foreground of its own session; the job's current directory is the job folder
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -69,6 +70,9 @@ INHERITED_ENVIRONMENT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "L
 STOP_GRACE = 5.0
 #: Seconds after a claim during which a job without a supervisor is still starting, not lost.
 START_GRACE = 30.0
+#: A worker whose heartbeat is older than this many seconds is gone (it beats every 5 s).
+WORKER_STALE_AFTER = 15
+NO_WORKER = "no LOCAL worker is running: start `jobtower worker` (or `jobtower serve`) to run this job"
 #: How much of the end of each log get_logs() returns.
 LOG_TAIL_BYTES = 1_000_000
 STDERR_LINES_IN_MESSAGE = 5
@@ -282,8 +286,19 @@ class LocalBackend(Backend):
     name = "local"
 
     def submit(self, job: "Job") -> None:
-        """Prepare the attempt's folder; a worker claims the Submitted job and starts it."""
+        """Prepare the attempt's folder; a worker claims the Submitted job and starts it.
+
+        With no live worker, the job still waits in the queue, but its status message says why.
+        """
+        from jobtower.models import Job, Worker
+
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
+        horizon = timezone.now() - datetime.timedelta(seconds=WORKER_STALE_AFTER)
+        if Worker.objects.filter(kind="worker", heartbeat__gte=horizon).exists():
+            return
+        # Only while still Submitted: a worker that claimed it meanwhile wrote its own message.
+        if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=NO_WORKER):
+            job._set(status_message=NO_WORKER)
 
     def observe_one(self, job: "Job") -> Observation | None:
         """Return what the attempt's files and processes say about one job (None: nothing new)."""
