@@ -68,6 +68,12 @@ def test_serve_runs_the_site_behind_gunicorn_and_lets_the_first_user_in(tmp_path
                 time.sleep(0.2)
         assert login_page.status == 200
         assert login_page.headers["Server"].startswith("gunicorn")
+        # gunicorn's control socket is this instance's, in its own home, not shared in the user's.
+        control = tmp_path / "run" / "gunicorn.ctl"
+        deadline = time.monotonic() + 10
+        while not control.is_socket():
+            assert time.monotonic() < deadline, f"no control socket at {control}: {log.read_text()}"
+            time.sleep(0.1)
         match = re.search(r"created the first user: (\S+) / (\S+)", log.read_text())
         assert match, log.read_text()
 

@@ -66,11 +66,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     helpers = _Helpers(commands)
     helpers.start()
     try:
-        options = {"bind": bind, "workers": args.workers, "accesslog": "-" if args.access_log else None}
+        options = {"bind": bind, "workers": args.workers, "accesslog": "-" if args.access_log else None,
+                   **_runtime_options()}
         _Gunicorn(options, helpers).run()
     finally:
         helpers.stop()
     return 0
+
+
+def _runtime_options() -> dict[str, Any]:
+    """Return gunicorn options that keep this instance's runtime files in <JOBTOWER_HOME>/run."""
+    from jobtower import conf
+
+    run = conf.home() / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    control = run / "gunicorn.ctl"
+    # gunicorn's default is one socket per user ($XDG_RUNTIME_DIR or ~/.gunicorn), which every
+    # instance on the machine would share. A Unix socket path holds at most 107 bytes: with a home
+    # deeper than that, no control socket is better than a shared one.
+    if len(os.fsencode(control)) > 107:
+        print(f"jobtower: no gunicorn control socket: {control} is too long for a socket path", flush=True)
+        return {"control_socket_disable": True}
+    return {"control_socket": str(control)}
 
 
 #: Seconds before a dead helper is started again: doubling from the first to the last, and back to
