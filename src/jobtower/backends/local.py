@@ -258,7 +258,7 @@ def start_failure(job: "Job", process: subprocess.Popen[bytes]) -> str | None:
     said = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
     if process.stderr:
         process.stderr.close()
-    name = NOT_STARTED.get(process.returncode)  # type: ignore[arg-type]
+    name = NOT_STARTED.get(process.returncode)
     if name is None:
         return None
     # bash says "<where>: <what>: No space left on device"; the last part is the reason.
