@@ -32,3 +32,8 @@ def report_progress(flag: str) -> str:
         time.sleep(0.05)
     jobtower.progress(100, "done")
     return "finished"
+
+
+def environment_names() -> list:
+    """Return the names in the job's environment."""
+    return sorted(os.environ)

@@ -68,6 +68,12 @@ def test_serve_runs_the_site_behind_gunicorn_and_lets_the_first_user_in(tmp_path
                 time.sleep(0.2)
         assert login_page.status == 200
         assert login_page.headers["Server"].startswith("gunicorn")
+        # gunicorn's control socket is this instance's, in its own home, not shared in the user's.
+        control = tmp_path / "run" / "gunicorn.ctl"
+        deadline = time.monotonic() + 10
+        while not control.is_socket():
+            assert time.monotonic() < deadline, f"no control socket at {control}: {log.read_text()}"
+            time.sleep(0.1)
         match = re.search(r"created the first user: (\S+) / (\S+)", log.read_text())
         assert match, log.read_text()
 
@@ -126,3 +132,56 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     assert nobody.returncode != 0 and "there is no user 'admin'" in nobody.stderr
     missing = subprocess.run([JOBTOWER, "show", "4242"], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and "there is no job 4242" in missing.stderr
+
+
+def _children(pid: int, word: str) -> list[int]:
+    """Return the live child processes of `pid` whose command line holds `word`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            if entry.name.isdigit() and stat[1] == str(pid) and stat[0] != "Z" \
+                    and word.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _poll(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def test_serve_starts_a_dead_worker_or_monitor_again(tmp_path: Path) -> None:
+    import signal
+
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as handle:
+        server = subprocess.Popen([JOBTOWER, "serve", "--port", str(port), "--workers", "1"],
+                                  env=_env(tmp_path), stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        (worker,) = _poll(lambda: _children(server.pid, "worker"), 60, "the worker to start")
+        (monitor,) = _poll(lambda: _children(server.pid, "monitor"), 60, "the monitor to start")
+        os.kill(worker, signal.SIGKILL)
+        began = time.monotonic()
+        _poll(lambda: (w := _children(server.pid, "worker")) and w != [worker], 10, "the worker to be started again")
+        took = time.monotonic() - began
+        assert _children(server.pid, "monitor") == [monitor]
+        assert f"the worker (pid {worker}) was killed by SIGKILL" in log.read_text(), log.read_text()
+        # The new worker runs jobs.
+        job_id = _run(_env(tmp_path), "submit", "--", "true").strip()
+        waited = subprocess.run([JOBTOWER, "wait", job_id, "--timeout", "60"], env=_env(tmp_path),
+                                capture_output=True, text=True, timeout=90)
+        assert waited.returncode == 0, waited.stderr
+        os.kill(monitor, signal.SIGTERM)
+        _poll(lambda: (m := _children(server.pid, "monitor")) and m != [monitor], 10, "the monitor to be started again")
+        print(f"worker started again {took:.2f} s after it was killed")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -56,24 +57,102 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if first:
         print(f"jobtower: created the first user: {first[0]} / {first[1]}  (change it in /admin/)")
     sys.stdout.flush()
-    helpers = []
+    commands: dict[str, list[str]] = {}
     if not args.no_worker:
         worker = [sys.executable, "-m", "jobtower.cli", "worker"]
         if args.concurrency:
             worker += ["--concurrency", str(args.concurrency)]
-        helpers.append(subprocess.Popen(worker))
-        helpers.append(subprocess.Popen([sys.executable, "-m", "jobtower.cli", "monitor"]))
+        commands = {"worker": worker, "monitor": [sys.executable, "-m", "jobtower.cli", "monitor"]}
+    helpers = _Helpers(commands)
+    helpers.start()
     try:
-        _Gunicorn({"bind": bind, "workers": args.workers, "accesslog": "-" if args.access_log else None}).run()
+        options = {"bind": bind, "workers": args.workers, "accesslog": "-" if args.access_log else None,
+                   **_runtime_options()}
+        _Gunicorn(options, helpers).run()
     finally:
-        for helper in helpers:
-            helper.terminate()
-        for helper in helpers:
-            try:
-                helper.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                helper.kill()
+        helpers.stop()
     return 0
+
+
+def _runtime_options() -> dict[str, Any]:
+    """Return gunicorn options that keep this instance's runtime files in <JOBTOWER_HOME>/run."""
+    from jobtower import conf
+
+    run = conf.home() / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    control = run / "gunicorn.ctl"
+    # gunicorn's default is one socket per user ($XDG_RUNTIME_DIR or ~/.gunicorn), which every
+    # instance on the machine would share. A Unix socket path holds at most 107 bytes: with a home
+    # deeper than that, no control socket is better than a shared one.
+    if len(os.fsencode(control)) > 107:
+        print(f"jobtower: no gunicorn control socket: {control} is too long for a socket path", flush=True)
+        return {"control_socket_disable": True}
+    return {"control_socket": str(control)}
+
+
+#: Seconds before a dead helper is started again: doubling from the first to the last, and back to
+#: the first once a helper has run for RESTART_RESET_AFTER seconds.
+RESTART_DELAYS = (1.0, 60.0)
+RESTART_RESET_AFTER = 60.0
+
+
+class _Helpers:
+    """The worker and the monitor that `serve` runs beside gunicorn, started again when they die."""
+
+    def __init__(self, commands: dict[str, list[str]]) -> None:
+        self.commands = commands
+        self.processes: dict[str, subprocess.Popen[bytes] | None] = {}
+        self.started: dict[str, float] = {}
+        self.delay: dict[str, float] = {name: 0.0 for name in commands}
+        self.due: dict[str, float] = {}
+
+    def start(self) -> None:
+        """Start every helper."""
+        for name in self.commands:
+            self._spawn(name)
+
+    def _spawn(self, name: str) -> None:
+        self.processes[name] = subprocess.Popen(self.commands[name])
+        self.started[name] = time.monotonic()
+
+    def reap(self) -> None:
+        """Collect the exit status of helpers that ended (before gunicorn reaps every child)."""
+        for process in self.processes.values():
+            if process is not None:
+                process.poll()
+
+    def check(self) -> None:
+        """Start again, after a growing delay, each helper that ended; called about once a second."""
+        now = time.monotonic()
+        for name, process in self.processes.items():
+            if process is None:
+                if now >= self.due[name]:
+                    print(f"jobtower: starting the {name} again", file=sys.stderr, flush=True)
+                    self._spawn(name)
+                continue
+            code = process.poll()
+            if code is None:
+                continue
+            first, last = RESTART_DELAYS
+            ran = now - self.started[name]
+            self.delay[name] = first if ran >= RESTART_RESET_AFTER else min(max(2 * self.delay[name], first), last)
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+            print(f"jobtower: the {name} (pid {process.pid}) {how} after {ran:.0f} s; "
+                  f"starting it again in {self.delay[name]:g} s", file=sys.stderr, flush=True)
+            self.processes[name] = None
+            self.due[name] = now + self.delay[name]
+
+    def stop(self) -> None:
+        """Stop every helper (SIGTERM, then SIGKILL after 15 s)."""
+        running = [p for p in self.processes.values() if p is not None]
+        self.processes = {}
+        for process in running:
+            process.terminate()
+        for process in running:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -260,10 +339,24 @@ def cmd_manage(args: argparse.Namespace) -> int:
 
 
 class _Gunicorn:
-    """gunicorn run in-process on the site's WSGI application."""
+    """gunicorn run in-process on the site's WSGI application; its master loop also minds `helpers`."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], helpers: _Helpers | None = None) -> None:
         from gunicorn.app.base import BaseApplication
+        from gunicorn.arbiter import Arbiter
+
+        class MasterLoop(Arbiter):  # type: ignore[misc]
+            # gunicorn's master wakes at least once a second and reaps every child with waitpid(-1):
+            # the helpers are checked in the same loop, and reaped first so their status is known.
+            def reap_workers(self) -> None:
+                if helpers is not None:
+                    helpers.reap()
+                super().reap_workers()
+
+            def manage_workers(self) -> None:
+                super().manage_workers()
+                if helpers is not None:
+                    helpers.check()
 
         outer = self
 
@@ -277,6 +370,13 @@ class _Gunicorn:
                 from jobtower.site.wsgi import application
 
                 return application
+
+            def run(self) -> None:
+                try:
+                    MasterLoop(self).run()
+                except RuntimeError as exc:  # as gunicorn's own run() does
+                    print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+                    sys.exit(1)
 
         self.options = options
         self.app = App()

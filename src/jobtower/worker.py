@@ -17,6 +17,7 @@ from django.utils import timezone
 from jobtower import manager
 from jobtower.backends import get_backend
 from jobtower.backends import local
+from jobtower.backends.base import Observation
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobtower.worker")
 
 HEARTBEAT_EVERY = 5.0
+#: Seconds between looks for stopped jobs due for SIGKILL while no job runs here.
+ESCALATE_EVERY = 0.2
 
 
 def local_job_types() -> list[str]:
@@ -76,17 +79,28 @@ class LocalWorker:
         self.job_types = local_job_types()
         self.running: dict[int, tuple["Job", subprocess.Popen[bytes]]] = {}
         self.heartbeat = Heartbeat("worker", self.name, self.concurrency)
+        self.next_escalation = 0.0
 
     def step(self) -> bool:
         """Finish what ended, enforce timeouts, claim and start new jobs; True if anything happened."""
         self.heartbeat.beat(len(self.running))
-        finished = [job for job, process in self.running.values() if process.poll() is not None]
-        for job in finished:
+        finished = [(job, process) for job, process in self.running.values() if process.poll() is not None]
+        for job, _ in finished:
             del self.running[job.pk]
         if finished:
-            manager.apply_poll(finished, manager.poll(self.backend, finished), source="worker")
+            # A supervisor that could not record the start never ran its job: only we can tell why.
+            failed = {job.pk: why for job, process in finished if (why := local.start_failure(job, process))}
+            jobs = [job for job, _ in finished]
+            answer = manager.poll(self.backend, [job for job in jobs if job.pk not in failed])
+            answer.observations.update({pk: Observation(Status.ERROR, why) for pk, why in failed.items()})
+            manager.apply_poll(jobs, answer, source="worker")
         if self.running:
             self.backend.enforce([job for job, _ in self.running.values()])
+        elif time.monotonic() >= self.next_escalation:
+            # Stopped jobs are no longer active, and may be another worker's: their SIGKILL is due
+            # here even when we run nothing (enforce() above does it otherwise).
+            self.next_escalation = time.monotonic() + ESCALATE_EVERY
+            local.escalate_stops()
         claimed = manager.claim(self.job_types, self.concurrency - len(self.running), source="worker")
         for job in claimed:
             self._start(job)
@@ -105,7 +119,7 @@ class LocalWorker:
         self.running[job.pk] = (job, process)
         if (local.attempt_dir(job) / "stopped").exists():
             # stop() raced with our claim: it found no process yet, so end the one we just started.
-            local.terminate_group(process.pid)
+            local.request_end(process.pid, local.attempt_dir(job))
 
     def run(self, stop: threading.Event | None = None, *, until_idle: bool = False) -> None:
         """Work until `stop` is set or SIGTERM/SIGINT (or, with until_idle, no work is left)."""

@@ -7,9 +7,13 @@ engine knows, so the outcome survives the death of the worker that started it:
     supervisor.pid  the supervisor's pid, which is also the process group of the whole job
     stdout.txt      the job's standard output; stderr.txt its standard error
     exit.json       written by the supervisor when the job ends: {"exit_code": n, "end_time": t}
+    exit.reserved   room for that record, reserved at the start; it holds it when the disk was full
     progress.json   written by the job (jobtower.progress()): {"percent": p, "message": "..."}
     result.json     a function job's return value
     stopped, paused, timed_out   markers left by stop(), pause() and the timeout
+
+A stop or a timeout sends SIGTERM at once and leaves `<home>/run/stopping/<pgid>.json` with a
+deadline; the worker (and the monitor, in enforce()) sends SIGKILL to what is left after it.
 
 The supervisor is bash (a few milliseconds to start, unlike a Python interpreter) running the job in
 the foreground of its own session; the job's current directory is the job folder itself.
@@ -17,6 +21,7 @@ the foreground of its own session; the job's current directory is the job folder
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -35,23 +40,39 @@ if TYPE_CHECKING:
     from jobtower.models import Job
 
 #: bash: record our pid (= the job's process group), run the job, record how it ended.
+#: Before anything runs, room for the exit record is reserved and the pid is written; if either
+#: fails (a full disk) the job is not run at all, because without a pid it would read as never
+#: started and be queued again. The error goes to our stderr, a pipe the worker reads (exit 97/98).
 #: The job runs in the background so that SIGTERM to the group (stop, timeout) ends the job while
 #: the supervisor, whose TERM handler does nothing, lives on to record the exit. SIGKILL ends both.
+#: When exit.json cannot be written at the end, the record overwrites the reserved bytes in place,
+#: which needs no new space.
 SUPERVISOR = r"""
 d=$1; shift
-echo $$ > "$d/supervisor.pid"
+printf '%80s\n' '' > "$d/exit.reserved" || exit 97
+echo $$ > "$d/supervisor.pid" || exit 98
+exec 2>/dev/null
 trap : TERM
 "$@" </dev/null >"$d/stdout.txt" 2>"$d/stderr.txt" &
 child=$!
 wait $child; code=$?
 while kill -0 $child 2>/dev/null; do wait $child; code=$?; done
-printf '{"exit_code": %d, "end_time": %s}\n' "$code" "$EPOCHREALTIME" > "$d/exit.json"
+printf -v record '{"exit_code": %d, "end_time": %s}' "$code" "$EPOCHREALTIME"
+echo "$record" > "$d/exit.json" || echo "$record" 1<>"$d/exit.reserved"
 """
+#: Exit codes of a supervisor that could not write a file before the start: the job never ran.
+NOT_STARTED = {97: "exit.reserved", 98: "supervisor.pid"}
 BASH = "/bin/bash"
+#: What a job inherits from the worker's environment (and LC_*). Nothing else: the server's secret
+#: key and database URLs would let a job's owner forge signatures and read every job.
+INHERITED_ENVIRONMENT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
 #: Seconds a stopped job gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
 #: Seconds after a claim during which a job without a supervisor is still starting, not lost.
 START_GRACE = 30.0
+#: A worker whose heartbeat is older than this many seconds is gone (it beats every 5 s).
+WORKER_STALE_AFTER = 15
+NO_WORKER = "no LOCAL worker is running: start `jobtower worker` (or `jobtower serve`) to run this job"
 #: How much of the end of each log get_logs() returns.
 LOG_TAIL_BYTES = 1_000_000
 STDERR_LINES_IN_MESSAGE = 5
@@ -107,21 +128,6 @@ def _is_our_supervisor(pid: int, folder: Path) -> bool:
     return str(folder).encode() in cmdline.split(b"\0")
 
 
-def group_alive(pgid: int) -> bool:
-    """Return True while any process of group `pgid` is alive (zombies do not count)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
 def _signal_group(pgid: int, signum: int) -> None:
     try:
         os.killpg(pgid, signum)
@@ -129,16 +135,77 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
-def terminate_group(pgid: int, grace: float = STOP_GRACE) -> None:
-    """End a job's whole process group: SIGTERM, then SIGKILL after `grace` seconds."""
-    _signal_group(pgid, signal.SIGTERM)
-    _signal_group(pgid, signal.SIGCONT)  # a paused job must run to handle SIGTERM
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.05)
-    _signal_group(pgid, signal.SIGKILL)
+def attempt_processes(pgid: int, folder: Path) -> list[int]:
+    """Return the live processes of an attempt: its process group and whoever left it.
+
+    A process that calls setsid() leaves the group, but it keeps the environment it was started
+    with, and /proc shows that environment even after the process changed it: JOBTOWER_PROGRESS_FILE
+    names the attempt. Only a process started with a new environment (env -i) escapes.
+    """
+    marker = f"JOBTOWER_PROGRESS_FILE={folder / 'progress.json'}".encode()
+    ours = _is_our_supervisor(pgid, folder)  # else the group may be a stranger's that reused the id
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[-1].split()
+            if fields[0] in ("Z", "X"):
+                continue
+            if (ours and fields[2] == str(pgid)) or marker in Path(entry.path, "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _signal_all(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stopping_dir() -> Path:
+    """Return the folder of pending stops: one file per attempt that gets SIGKILL at a deadline."""
+    from jobtower import conf
+
+    return conf.home() / "run" / "stopping"
+
+
+def request_end(pgid: int, folder: Path, grace: float | None = None) -> None:
+    """End an attempt without waiting: SIGTERM now; escalate_stops() sends SIGKILL after `grace`."""
+    grace = STOP_GRACE if grace is None else grace
+    pending = stopping_dir()
+    pending.mkdir(parents=True, exist_ok=True)
+    tmp = pending / f".{pgid}.tmp"
+    tmp.write_text(json.dumps({"pgid": pgid, "folder": str(folder), "kill_at": time.time() + grace}))
+    tmp.replace(pending / f"{pgid}.json")
+    pids = attempt_processes(pgid, folder)
+    _signal_all(pids, signal.SIGTERM)
+    _signal_all(pids, signal.SIGCONT)  # a paused job must run to handle SIGTERM
+
+
+def escalate_stops() -> int:
+    """SIGKILL what is left of the attempts whose stop grace has passed; return how many."""
+    try:
+        entries = list(os.scandir(stopping_dir()))
+    except FileNotFoundError:
+        return 0
+    killed = 0
+    now = time.time()
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
+        pending = read_json(Path(entry.path))
+        if not isinstance(pending, dict) or now >= pending.get("kill_at", 0):
+            if isinstance(pending, dict):
+                pgid, folder = int(pending["pgid"]), Path(pending["folder"])
+                _signal_all(attempt_processes(pgid, folder), signal.SIGKILL)
+                killed += 1
+            Path(entry.path).unlink(missing_ok=True)
+    return killed
 
 
 def run_argv(job: "Job") -> list[str]:
@@ -152,10 +219,10 @@ def spawn(job: "Job", *, extra_env: dict[str, str] | None = None) -> subprocess.
     """Start the job's supervisor in a new session and return it (the caller reaps it)."""
     folder = attempt_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    # A function job imports what the server that accepted it could import.
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)))
+    env = {k: v for k, v in os.environ.items() if k in INHERITED_ENVIRONMENT or k.startswith("LC_")}
+    if job.function:
+        # A function job imports what the server that accepted it could import.
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)))
     env.update(job.environment or {})
     env.update(
         JOBTOWER_JOB_ID=str(job.pk),
@@ -180,10 +247,23 @@ def spawn(job: "Job", *, extra_env: dict[str, str] | None = None) -> subprocess.
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # says why the start failed; closed by the supervisor once started
         start_new_session=True,
         close_fds=True,
     )
+
+
+def start_failure(job: "Job", process: subprocess.Popen[bytes]) -> str | None:
+    """Return why an ended supervisor could not start its job (it never ran), else None."""
+    said = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    name = NOT_STARTED.get(process.returncode)
+    if name is None:
+        return None
+    # bash says "<where>: <what>: No space left on device"; the last part is the reason.
+    reason = said.rsplit(": ", 1)[-1] or f"exit code {process.returncode}"
+    return f"could not write {name} in {attempt_dir(job)}: {reason}"
 
 
 def _exit_message(code: int, folder: Path) -> str:
@@ -210,8 +290,19 @@ class LocalBackend(Backend):
     })
 
     def submit(self, job: "Job") -> None:
-        """Prepare the attempt's folder; a worker claims the Submitted job and starts it."""
+        """Prepare the attempt's folder; a worker claims the Submitted job and starts it.
+
+        With no live worker, the job still waits in the queue, but its status message says why.
+        """
+        from jobtower.models import Job, Worker
+
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
+        horizon = timezone.now() - datetime.timedelta(seconds=WORKER_STALE_AFTER)
+        if Worker.objects.filter(kind="worker", heartbeat__gte=horizon).exists():
+            return
+        # Only while still Submitted: a worker that claimed it meanwhile wrote its own message.
+        if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=NO_WORKER):
+            job._set(status_message=NO_WORKER)
 
     def observe_one(self, job: "Job") -> Observation | None:
         """Return what the attempt's files and processes say about one job (None: nothing new)."""
@@ -228,6 +319,8 @@ class LocalBackend(Backend):
         started = pid is not None
         alive = started and _is_our_supervisor(pid, folder)
         ended = read_json(folder / "exit.json")
+        if started and not alive and not isinstance(ended, dict):
+            ended = read_json(folder / "exit.reserved")  # the disk was full when it ended
         if isinstance(ended, dict) and "exit_code" in ended:
             code = int(ended["exit_code"])
             if (folder / "stopped").exists():
@@ -277,7 +370,10 @@ class LocalBackend(Backend):
         return found
 
     def enforce(self, jobs: Sequence["Job"]) -> None:
-        """End the jobs that ran past their timeout (the exit then reads as Error: timed out)."""
+        """End the jobs that ran past their timeout (the exit then reads as Error: timed out).
+
+        Also sends SIGKILL to stopped jobs whose grace has passed (those are no longer active).
+        """
         now = timezone.now()
         for job in jobs:
             if not job.timeout or job.start_time is None or job.status_code is not Status.RUNNING:
@@ -291,18 +387,17 @@ class LocalBackend(Backend):
             marker = folder / "timed_out"
             if not marker.exists():
                 marker.touch()
-                _signal_group(pid, signal.SIGTERM)
-            elif time.time() - marker.stat().st_mtime > STOP_GRACE:
-                _signal_group(pid, signal.SIGKILL)
+                request_end(pid, folder)
+        escalate_stops()
 
     def cancel(self, job: "Job") -> None:
-        """Mark the attempt stopped and end its whole process group (TERM, then KILL)."""
+        """Mark the attempt stopped and send SIGTERM; the worker sends SIGKILL after the grace."""
         folder = attempt_dir(job)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stopped").touch()
         pid = supervisor_pid(folder)
         if pid is not None:
-            terminate_group(pid)
+            request_end(pid, folder)  # never wait here: a web request is waiting for us
 
     def hold(self, job: "Job") -> None:
         """Stop the job's processes where they are (SIGSTOP to the group)."""
