@@ -9,20 +9,20 @@ import socket
 import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.db import connections
 from django.utils import timezone
 
 from jobtower import manager
-from jobtower.backends import get_backend
+from jobtower.backends import backend_for, get_backend
 from jobtower.backends import local
 from jobtower.backends.base import Observation
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
-    from jobtower.models import Job
+    from jobtower.models import Job, LocalJob
 
 log = logging.getLogger("jobtower.worker")
 
@@ -32,10 +32,8 @@ ESCALATE_EVERY = 0.2
 
 
 def local_job_types() -> list[str]:
-    """Return the registered job types that run on the local engine."""
-    from jobtower.models import LocalJob
-
-    return [name for name, cls in registered_classes() if cls.backend_path == LocalJob.backend_path]
+    """Return the registered job types that run on the local engine (as JOBTOWER["BACKENDS"] says)."""
+    return [name for name, cls in registered_classes() if isinstance(backend_for(cls), local.LocalBackend)]
 
 
 class Heartbeat:
@@ -108,7 +106,7 @@ class LocalWorker:
 
     def _start(self, job: "Job") -> None:
         try:
-            process = local.spawn(job)
+            process = local.spawn(cast("LocalJob", job))
         except Exception as exc:
             log.exception("could not start job %s", job.pk)
             manager.transition(

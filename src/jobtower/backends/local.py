@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from django.utils import timezone
 
@@ -37,7 +37,7 @@ from jobtower.backends.base import Backend, Capability, Observation
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
-    from jobtower.models import Job
+    from jobtower.models import Job, LocalJob
 
 #: bash: record our pid (= the job's process group), run the job, record how it ended.
 #: Before anything runs, room for the exit record is reserved and the pid is written; if either
@@ -208,14 +208,14 @@ def escalate_stops() -> int:
     return killed
 
 
-def run_argv(job: "Job") -> list[str]:
+def run_argv(job: "LocalJob") -> list[str]:
     """Return what the supervisor runs for a job: its command, or the runner of its function."""
     if job.command:
         return list(job.command)
     return [sys.executable, "-m", "jobtower.backends.local_runner", str(attempt_dir(job))]
 
 
-def spawn(job: "Job", *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(job: "LocalJob", *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the job's supervisor in a new session and return it (the caller reaps it)."""
     folder = attempt_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
@@ -304,7 +304,7 @@ class LocalBackend(Backend):
         if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=NO_WORKER):
             job._set(status_message=NO_WORKER)
 
-    def observe_one(self, job: "Job") -> Observation | None:
+    def observe_one(self, job: "LocalJob") -> Observation | None:
         """Return what the attempt's files and processes say about one job (None: nothing new)."""
         folder = attempt_dir(job)
         progress = read_json(folder / "progress.json") or {}
@@ -317,7 +317,7 @@ class LocalBackend(Backend):
         # healthy job looks lost: a supervisor found gone has written exit.json before it went.
         pid = _read_pid(folder)  # None also while the file exists but is not written yet
         started = pid is not None
-        alive = started and _is_our_supervisor(pid, folder)
+        alive = pid is not None and _is_our_supervisor(pid, folder)
         ended = read_json(folder / "exit.json")
         if started and not alive and not isinstance(ended, dict):
             ended = read_json(folder / "exit.reserved")  # the disk was full when it ended
@@ -343,8 +343,8 @@ class LocalBackend(Backend):
         if not started:
             if job.status_code in (Status.SUBMITTED, Status.PAUSED):
                 return None  # waiting for a worker to claim it
-            started = job.start_time
-            if started is not None and (timezone.now() - started).total_seconds() < START_GRACE:
+            claimed = job.start_time
+            if claimed is not None and (timezone.now() - claimed).total_seconds() < START_GRACE:
                 return None  # claimed a moment ago: its supervisor is starting
             # Claimed, but its worker died before starting it: it never ran, so it queues again.
             return Observation(Status.SUBMITTED, "queued again: its worker stopped before starting it")
@@ -357,7 +357,7 @@ class LocalBackend(Backend):
     def poll(self, jobs: Sequence["Job"]) -> dict[int, Observation]:
         """Read every job's attempt folder once; no engine to call."""
         found: dict[int, Observation] = {}
-        for job in jobs:
+        for job in cast("Sequence[LocalJob]", jobs):
             try:
                 observation = self.observe_one(job)
             except Exception as exc:
@@ -375,7 +375,7 @@ class LocalBackend(Backend):
         Also sends SIGKILL to stopped jobs whose grace has passed (those are no longer active).
         """
         now = timezone.now()
-        for job in jobs:
+        for job in cast("Sequence[LocalJob]", jobs):
             if not job.timeout or job.start_time is None or job.status_code is not Status.RUNNING:
                 continue
             if (now - job.start_time).total_seconds() < job.timeout:
