@@ -51,6 +51,10 @@ else:
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
-JOBTOWER = {"HOME": str(HOME)}
+JOBTOWER = {
+    "HOME": str(HOME),
+    # Subprocess monitors of the crash tests take over a dead claim within seconds.
+    "RESULTS_CLAIM_TIMEOUT": float(os.environ.get("JOBTOWER_TEST_RESULTS_CLAIM_TIMEOUT", "120")),
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_REDIRECT_URL = "/"
