@@ -83,5 +83,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"jobtower": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "jobtower": {"handlers": ["console"], "level": "INFO"},
+        # Every 500 with its traceback: by default Django only mails them to ADMINS, and this site has none.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

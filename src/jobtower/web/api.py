@@ -410,13 +410,26 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def finite(value: Any) -> Any:
+    """Return `value` with every NaN or infinite number in it replaced by None."""
+    # JSON has no such numbers: json.dumps would write NaN or Infinity, which clients cannot parse.
+    # They reach a job through the database (a FloatField takes them), not through jsoncheck.
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 def job_json(job: Job) -> dict[str, Any]:
     """Return a job as the API shows it (from the database only: no engine is asked)."""
     code = job.status_code
     run_time = job.run_time
     names = spec_fields(type(job))
     settings_ = {name: getattr(job, name) for name in names} if names else dict(job.spec)
-    return {
+    return finite({
         "id": job.pk,
         "url": reverse("jobtower:api-job", kwargs={"job_id": str(job.pk)}),
         "name": job.name,
@@ -439,7 +452,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "result": job.result,
         "extended_properties": job.extended_properties,
         "spec": settings_,
-    }
+    })
 
 
 def _jobs(user: Any) -> "QuerySet[Job]":

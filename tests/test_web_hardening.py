@@ -1,0 +1,195 @@
+"""Bad input on the web side: answered with a 4xx (or a safe value), never a 500 or invalid output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from jobtower.gizmos import JobsTable
+from jobtower.models import Job
+from jobtower.statuses import Status
+from jobtower.web import views
+from jobtower.web.tokens import make_token
+
+pytestmark = pytest.mark.django_db
+
+
+def strict_json(response: Any) -> Any:
+    """Parse a response as JSON the way browsers do: NaN and Infinity are not JSON."""
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in {response.content[:300]!r}")
+
+    return json.loads(response.content, parse_constant=refuse)
+
+
+def grant_run(user: Any) -> None:
+    user.user_permissions.add(Permission.objects.get(codename="add_job", content_type__app_label="jobtower"))
+
+
+# -- (10) bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("progress", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_progress_is_null_in_the_api_and_rows_stay_json(client, job_manager, user, set_status,
+                                                                    progress) -> None:
+    job = job_manager.create_job(name="p", user=user, job_type="BASIC")
+    job.save()
+    set_status(job, Status.RUNNING)
+    Job.objects.filter(pk=job.pk).update(progress=progress)  # a FloatField takes them (SQLite stores NaN as NULL)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {make_token(user)}"}
+    assert strict_json(client.get("/api/jobs/", **auth))["results"][0]["progress"] is None
+    assert strict_json(client.get(f"/api/jobs/{job.pk}/", **auth))["progress"] is None
+    client.force_login(user)
+    token = JobsTable(jobs=[], column_fields=("id", "progress")).config().sign()
+    rows = strict_json(client.get("/jobs-table/rows/", {"config": token, "ids": str(job.pk)}))["rows"]
+    assert list(rows) == [str(job.pk)]
+
+
+def test_finite_replaces_only_non_finite_numbers() -> None:
+    from jobtower.web.api import finite
+
+    value = {"a": [1, 2.5, float("nan"), {"b": float("-inf")}], "c": "inf", "d": None, "e": True}
+    assert finite(value) == {"a": [1, 2.5, None, {"b": None}], "c": "inf", "d": None, "e": True}
+
+
+@pytest.mark.parametrize("ids", ["9223372036854775808", "1,99999999999999999999", "0", "-1", "1_0", "٣",
+                                 "9" * 5000])
+def test_table_rows_refuses_ids_outside_the_64_bit_range(client, user, ids) -> None:
+    client.force_login(user)
+    token = JobsTable(jobs=[]).config().sign()
+    response = client.get("/jobs-table/rows/", {"config": token, "ids": ids})
+    assert response.status_code == 400 and "ids must be" in response.json()["error"]
+
+
+def test_table_rows_accepts_the_largest_id(client, user) -> None:
+    client.force_login(user)
+    token = JobsTable(jobs=[]).config().sign()
+    response = client.get("/jobs-table/rows/", {"config": token, "ids": str(views.MAX_ID)})
+    assert response.status_code == 200 and response.json() == {"rows": {}}
+
+
+def test_a_nul_in_the_table_search_is_a_400(client, user) -> None:
+    client.force_login(user)
+    response = client.get("/?jt_q=%00")
+    assert response.status_code == 400 and b"NUL" in response.content
+    assert client.get("/?jt_q=ok").status_code == 200
+
+
+@pytest.mark.parametrize("field", ["command", "name", "description"])
+def test_a_nul_in_the_submit_form_is_a_form_error(client, user, field) -> None:
+    grant_run(user)
+    client.force_login(user)
+    data = {"command": "true", "name": "n", "description": "d"}
+    data[field] = data[field] + "\x00x"
+    response = client.post("/submit/", data)
+    assert response.status_code == 400 and f"{field} contains a NUL character" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def _job_with_folder(job_manager: Any, user: Any) -> tuple[Job, Path]:
+    job = job_manager.create_job(name="files", user=user, job_type="BASIC")
+    job.save()
+    return job, job.ensure_folder()
+
+
+def test_files_of_a_deeply_nested_folder_are_listed_without_recursion(client, job_manager, user) -> None:
+    job, folder = _job_with_folder(job_manager, user)
+    (folder / "top.txt").write_text("t")
+    nested = folder
+    for _ in range(1200):  # one level at a time: mkdir(parents=True) recurses too
+        nested = nested / "d"
+        nested.mkdir()
+    try:
+        client.force_login(user)
+        response = client.get(f"/jobs/{job.pk}/")
+        assert response.status_code == 200 and "top.txt" in response.content.decode()
+        depth = views.MAX_FILES_DEPTH
+        (folder / ("d/" * depth) / "deep.txt").write_text("x")
+        (folder / ("d/" * (depth + 1)) / "deeper.txt").write_text("x")
+        assert [f["path"] for f in views.job_files(job)] == ["d/" * depth + "deep.txt", "top.txt"]
+    finally:
+        for level in range(1200, 0, -1):  # shutil.rmtree recurses too: take it down from the bottom
+            for name in os.listdir(folder / ("d/" * level)):
+                os.unlink(folder / ("d/" * level) / name)
+            os.rmdir(folder / ("d/" * level))
+
+
+def test_files_listing_is_in_path_order_and_stops_at_the_cap(job_manager, user) -> None:
+    job, folder = _job_with_folder(job_manager, user)
+    for name in ("b.txt", "a/z.txt", "a/b/c.txt", "a.txt", "ab/x.txt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(name)
+    os.symlink("/etc", folder / "link")
+    os.symlink("/etc/hostname", folder / "host")
+    assert [f["path"] for f in views.job_files(job)] == ["a/b/c.txt", "a/z.txt", "a.txt", "ab/x.txt", "b.txt"]
+    assert views.job_files(job)[0]["size"] == len("a/b/c.txt")
+    assert [f["path"] for f in views.job_files(job, limit=2)] == ["a/b/c.txt", "a/z.txt"]
+
+
+def test_files_listing_stops_walking_at_the_cap(job_manager, user, monkeypatch) -> None:
+    job, folder = _job_with_folder(job_manager, user)
+    for index in range(100):
+        sub = folder / f"part{index:03}"
+        sub.mkdir()
+        for number in range(100):
+            (sub / f"f{number:02}").touch()
+    scanned = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path: Any) -> Any:
+        scanned.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    listed = views.job_files(job)
+    assert len(listed) == 500 and listed[0]["path"] == "part000/f00" and listed[-1]["path"] == "part004/f99"
+    assert len(scanned) == 6, "only the job folder and the five folders listed are read"
+
+
+def test_a_job_folder_replaced_by_a_symlink_is_never_followed(client, job_manager, user, tmp_path) -> None:
+    job, folder = _job_with_folder(job_manager, user)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_text("not the job's")
+    folder.rmdir()
+    folder.symlink_to(elsewhere, target_is_directory=True)
+    client.force_login(user)
+    assert client.get(f"/jobs/{job.pk}/files/secret.txt").status_code == 404
+    assert "secret.txt" not in client.get(f"/jobs/{job.pk}/").content.decode()
+
+
+def test_a_nul_in_a_file_path_is_a_404(client, job_manager, user) -> None:
+    job, folder = _job_with_folder(job_manager, user)
+    (folder / "a").write_text("a")
+    client.force_login(user)
+    assert client.get(f"/jobs/{job.pk}/files/a%00b").status_code == 404
+
+
+def test_the_site_logs_every_500(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import jobtower
+
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "print(Client(raise_request_exception=False).get('/update-job-status/1/').status_code)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("JOBTOWER_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="jobtower.site.settings",
+        JOBTOWER_HOME=str(tmp_path),  # a new SQLite database without tables: the view fails
+        JOBTOWER_ALLOWED_HOSTS="testserver",
+        PYTHONPATH=str(Path(jobtower.__file__).parents[1]),
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "500", done.stderr[-2000:]
+    assert "Internal Server Error: /update-job-status/1/" in done.stderr and "no such table" in done.stderr
