@@ -193,3 +193,33 @@ def test_the_site_logs_every_500(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "500", done.stderr[-2000:]
     assert "Internal Server Error: /update-job-status/1/" in done.stderr and "no such table" in done.stderr
+
+
+# -- (11) the status callback does not reveal which ids exist ---------------------------------------
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "forged token", "token of another id", "another user"])
+def test_callback_answers_unauthorized_callers_alike_for_existing_and_missing_jobs(
+    client, job_manager, user, other_user, caller
+) -> None:
+    from jobtower import manager
+
+    job = job_manager.create_job(name="cb", user=user, job_type="BASIC")
+    job.save()
+    missing = job.pk + 1000
+    query = {"anonymous": "", "forged token": "?token=forged", "another user": "",
+             "token of another id": f"?token={manager.callback_token(job.pk + 2000)}"}[caller]
+    if caller == "another user":
+        client.force_login(other_user)
+    existing = client.get(f"/update-job-status/{job.pk}/{query}")
+    absent = client.get(f"/update-job-status/{missing}/{query}")
+    assert existing.status_code == absent.status_code == 403
+    assert existing.content == absent.content and existing["Content-Type"] == absent["Content-Type"]
+
+
+def test_callback_tells_staff_and_token_holders_that_a_job_is_gone(client, django_user_model) -> None:
+    from jobtower import manager
+
+    assert client.get(f"/update-job-status/9999/?token={manager.callback_token(9999)}").status_code == 404
+    client.force_login(django_user_model.objects.create_user("staff", is_staff=True))
+    assert client.get("/update-job-status/9999/").status_code == 404

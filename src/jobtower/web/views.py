@@ -48,7 +48,7 @@ MAX_ID = 2**63 - 1
 @csrf_exempt  # called by the job's own process, which has no session; it sets nothing by itself
 @require_http_methods(["GET", "POST"])
 def update_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
-    """Ask for a re-check of one job's status; answer {"success": true} or a 404/403 JSON."""
+    """Ask for a re-check of one job's status; answer {"success": true} or a 403/404 JSON."""
     token = request.GET.get("token") or request.POST.get("token") or ""
     if token and manager.valid_callback_token(job_id, token) and manager.monitor_alive():
         # The hot path (a running job calling back while a monitor runs): no ORM object at all,
@@ -56,9 +56,8 @@ def update_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
         if manager.flag_for_check(job_id):
             return JsonResponse({"success": True})
     job = Job.objects.filter(pk=job_id).first()
-    if job is None:
-        return JsonResponse({"success": False, "error": f"there is no job {job_id}"}, status=404)
-    if not _may_call_back(request, job):
+    if not _may_call_back(request, job_id, job):
+        # The same answer whether the job exists or not: an anonymous caller learns nothing about ids.
         return JsonResponse(
             {
                 "success": False,
@@ -67,18 +66,20 @@ def update_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
             },
             status=403,
         )
+    if job is None:
+        return JsonResponse({"success": False, "error": f"there is no job {job_id}"}, status=404)
     manager.request_check(job)
     return JsonResponse({"success": True})
 
 
-def _may_call_back(request: HttpRequest, job: Job) -> bool:
+def _may_call_back(request: HttpRequest, job_id: int, job: Job | None) -> bool:
     if not conf.get("CALLBACK_REQUIRES_TOKEN"):
         return True
     token = request.GET.get("token") or request.POST.get("token") or ""
-    if token and manager.valid_callback_token(job.pk, token):
-        return True
+    if token and manager.valid_callback_token(job_id, token):
+        return True  # the token is made for the id: its holder may learn that the job is gone
     user = request.user
-    return bool(user.is_authenticated and (user.pk == job.user_id or user.is_staff))
+    return bool(user.is_authenticated and (user.is_staff or (job is not None and user.pk == job.user_id)))
 
 
 def _job_for(request: HttpRequest, job_id: int) -> Job:
