@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -182,6 +183,8 @@ def test_the_site_logs_every_500(tmp_path: Path) -> None:
         "import django; django.setup()\n"
         "from django.test import Client\n"
         "print(Client(raise_request_exception=False).get('/update-job-status/1/').status_code)\n"
+        "from django.conf import settings\n"
+        "print('jobtower.web.middleware.DatabaseBusyMiddleware' in settings.MIDDLEWARE)\n"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith(("JOBTOWER_", "DJANGO_"))}
     env.update(
@@ -191,7 +194,7 @@ def test_the_site_logs_every_500(tmp_path: Path) -> None:
         PYTHONPATH=str(Path(jobtower.__file__).parents[1]),
     )
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "500", done.stderr[-2000:]
+    assert done.stdout.split() == ["500", "True"], done.stderr[-2000:]
     assert "Internal Server Error: /update-job-status/1/" in done.stderr and "no such table" in done.stderr
 
 
@@ -223,3 +226,65 @@ def test_callback_tells_staff_and_token_holders_that_a_job_is_gone(client, djang
     assert client.get(f"/update-job-status/9999/?token={manager.callback_token(9999)}").status_code == 404
     client.force_login(django_user_model.objects.create_user("staff", is_staff=True))
     assert client.get("/update-job-status/9999/").status_code == 404
+
+
+# -- (12) a database locked for longer than the busy timeout ------------------------------------------
+
+
+@contextlib.contextmanager
+def jobs_table_locked() -> Any:
+    """Hold the job table's lock from another connection; this one gives up waiting after 0.1 s."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA busy_timeout = 100")
+        else:
+            cursor.execute("SET lock_timeout = '100ms'")
+    other = connection.copy()  # a second connection to the same database
+    other.connect()
+    other.set_autocommit(False)
+    with other.cursor() as cursor:
+        if other.vendor == "sqlite":
+            cursor.execute("BEGIN EXCLUSIVE")  # in WAL mode: nobody else may write
+        else:
+            cursor.execute('LOCK TABLE "jobtower_job" IN ACCESS EXCLUSIVE MODE')
+    try:
+        yield
+    finally:
+        other.rollback()
+        other.close()
+        connection.close()  # the next query reconnects with the configured timeouts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_database_is_a_503_with_retry_after_in_the_api(client, user) -> None:
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {make_token(user)}"}
+    body = json.dumps({"job_type": "BASIC", "name": "x", "execute": False})
+    with jobs_table_locked():
+        response = client.post("/api/jobs/", body, content_type="application/json", **auth)
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert "database is busy" in response.json()["error"]
+    assert client.post("/api/jobs/", body, content_type="application/json", **auth).status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_database_is_a_503_with_retry_after_in_the_site(user) -> None:
+    grant_run(user)
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    with jobs_table_locked():
+        response = client.post("/submit/", {"command": "true"})
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert "database is busy" in response.json()["error"]
+    assert not Job.objects.exists()
+
+
+def test_other_database_errors_stay_500s() -> None:
+    from django.db import OperationalError
+
+    from jobtower.web.middleware import database_busy
+
+    assert database_busy(OperationalError("database is locked"))
+    assert not database_busy(OperationalError("no such table: jobtower_job"))
+    assert not database_busy(ValueError("database is locked"))

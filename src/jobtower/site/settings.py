@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "jobtower.web.middleware.DatabaseBusyMiddleware",
 ]
 ROOT_URLCONF = "jobtower.site.urls"
 WSGI_APPLICATION = "jobtower.site.wsgi.application"

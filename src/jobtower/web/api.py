@@ -35,6 +35,7 @@ from jobtower.models.job import spec_fields
 from jobtower.registry import job_class, registered_classes
 from jobtower.statuses import Status
 from jobtower.web import tokens
+from jobtower.web.middleware import busy_response, database_busy
 from jobtower.web.permissions import is_manager, may_run_code, visible_jobs
 
 log = logging.getLogger("jobtower")
@@ -185,7 +186,9 @@ def view_for(endpoint: Endpoint) -> Callable[..., HttpResponse]:
             return error_response(413, "the request body is too large")
         except SuspiciousOperation as exc:
             return error_response(400, f"the request was refused: {type(exc).__name__}")
-        except Exception:
+        except Exception as exc:
+            if database_busy(exc):
+                return busy_response(request)
             log.exception("API %s %s failed", request.method, request.path)
             return error_response(500, "internal error: the request failed on the server; its log has the details")
 
@@ -795,7 +798,8 @@ _ERROR_DESCRIPTIONS = {
     415: "The body is not JSON: send Content-Type: application/json.",
     502: "The job's engine failed to do it; nothing was changed.",
     503: "The job's engine is not available now; nothing was run (a new job is stored Pending and "
-         "returned as `job` next to `error`).",
+         "returned as `job` next to `error`). Also any request that finds the database locked: "
+         "try again after Retry-After seconds.",
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
            "description": "the job's id"}
