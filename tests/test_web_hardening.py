@@ -288,3 +288,42 @@ def test_other_database_errors_stay_500s() -> None:
     assert database_busy(OperationalError("database is locked"))
     assert not database_busy(OperationalError("no such table: jobtower_job"))
     assert not database_busy(ValueError("database is locked"))
+
+
+# -- (9) the API creates jobs only under apps the caller may use ---------------------------------------
+
+
+def _create(client: Client, user: Any, app: str) -> Any:
+    body = json.dumps({"job_type": "BASIC", "name": "x", "app": app, "execute": False})
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {make_token(user)}"}
+    return client.post("/api/jobs/", body, content_type="application/json", **auth)
+
+
+def test_the_api_refuses_labels_of_no_installed_app(client, user) -> None:
+    response = _create(client, user, "no_such_app")
+    assert response.status_code == 400
+    assert response.json()["error"] == "there is no app 'no_such_app'; you may create jobs for: api, jobtower_site"
+    assert not Job.objects.exists()
+
+
+def test_the_api_refuses_apps_the_caller_may_not_use(client, user, job_manager) -> None:
+    response = _create(client, user, "other_app")
+    assert response.status_code == 403 and "may not create jobs for the app 'other_app'" in response.json()["error"]
+    assert not Job.objects.exists()
+    from tests.conftest import OtherApp
+
+    assert not OtherApp.get_job_manager().list_jobs().exists()
+
+
+def test_the_api_lets_users_use_apps_they_hold_a_permission_of(client, user, other_user, django_user_model) -> None:
+    from tests.conftest import OtherApp
+    from tests.test_api import allow_app
+
+    for label in ("api", "jobtower_site"):  # open to everyone
+        assert _create(client, user, label).status_code == 201
+    allow_app(user, "other_app")
+    assert _create(client, user, "other_app").status_code == 201
+    assert _create(client, other_user, "other_app").status_code == 403
+    staff = django_user_model.objects.create_user("staff", is_staff=True)
+    assert _create(client, staff, "other_app").status_code == 201
+    assert sorted(job.user.username for job in OtherApp.get_job_manager().list_jobs()) == ["alice", "staff"]

@@ -36,7 +36,7 @@ from jobtower.registry import job_class, registered_classes
 from jobtower.statuses import Status
 from jobtower.web import tokens
 from jobtower.web.middleware import busy_response, database_busy
-from jobtower.web.permissions import is_manager, may_run_code, visible_jobs
+from jobtower.web.permissions import is_manager, may_run_code, may_use_app, visible_jobs
 
 log = logging.getLogger("jobtower")
 
@@ -546,7 +546,7 @@ def _page_url(request: HttpRequest, page: int) -> str:
 
 
 class _ApiApp:
-    """The app a job created through the API belongs to: its label is the body's `app`."""
+    """The app of a job created through the API under the API's or the site's own label."""
 
     def __init__(self, label: str) -> None:
         self.package = label
@@ -589,6 +589,7 @@ def create_job(request: HttpRequest) -> JsonResponse:
     app = _typed(body, "app", str, "a string", DEFAULT_APP)
     if not _APP_LABEL.fullmatch(app) or ".." in app:
         raise ApiError(400, "app must be an app label: letters, digits, '_', '.', '-' (at most 100), such as 'my_app'")
+    _check_app(request.user, app)
     execute = _typed(body, "execute", bool, "true or false", True)
     extended = _typed(body, "extended_properties", dict, "a JSON object", {})
     groups = _groups(request.user, _typed(body, "groups", list, "a list of group names", []))
@@ -596,7 +597,8 @@ def create_job(request: HttpRequest) -> JsonResponse:
     for key, value in settings_.items():
         if not _matches(value, schemas[key]):
             raise ApiError(400, f"{key} must be {_describe(schemas[key])}, not {_json_type(value)}")
-    job = manager.JobManager(_ApiApp(app)).create_job(
+    # An installed app's own class, so its jobs get their folders where the app's other jobs do.
+    job = manager.JobManager(installed_apps().get(app) or _ApiApp(app)).create_job(
         name=name, user=request.user, job_type=cls, groups=groups, description=description,
         extended_properties=extended,
     )
@@ -628,6 +630,42 @@ def create_job(request: HttpRequest) -> JsonResponse:
         response["Retry-After"] = "60"
     response["Location"] = url
     return response
+
+
+def _open_apps() -> set[str]:
+    """Return the labels every user may create jobs under: the API's own and the standalone site's."""
+    from jobtower.web.views import SiteApp
+
+    return {DEFAULT_APP, SiteApp.package}  # anyone logged in may use the site's form too
+
+
+def installed_apps() -> dict[str, type]:
+    """Return the apps this process knows by label: every AppBase subclass with a package."""
+    from jobtower.appbase import AppBase
+
+    found: dict[str, type] = {}
+    classes = list(AppBase.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if cls.package:
+            found.setdefault(cls.package, cls)
+    return found
+
+
+def _check_app(user: Any, app: str) -> None:
+    """Refuse a label that is no app's (400) or an app the caller may not use (403)."""
+    if app in _open_apps():
+        return
+    installed = installed_apps()
+    if app not in installed:
+        usable = sorted(_open_apps() | {label for label in installed if may_use_app(user, label)})
+        raise ApiError(400, f"there is no app {app!r}; you may create jobs for: {', '.join(usable)}")
+    if not may_use_app(user, app):
+        raise ApiError(
+            403, f"you may not create jobs for the app {app!r}: that needs a permission of that app (or "
+            f"staff status), which an administrator grants; or leave app out to use {DEFAULT_APP!r}",
+        )
 
 
 def _typed(body: Mapping[str, Any], key: str, kind: type, words: str, default: Any) -> Any:
@@ -934,7 +972,8 @@ def _component_schemas() -> dict[str, Any]:
                      "description": "'{id}' in it becomes the job's id"},
             "description": {"type": "string"},
             "app": {"type": "string", "pattern": f"^{_APP_LABEL.pattern}$", "default": DEFAULT_APP,
-                    "description": "the app label the job belongs to"},
+                    "description": "the app label the job belongs to: the default, the site's, or an "
+                    "installed app you may use"},
             "execute": {"type": "boolean", "default": True, "description": "false: store it Pending"},
             "groups": {"type": "array", "items": {"type": "string"},
                        "description": "names of your groups to share the job with"},
