@@ -327,3 +327,85 @@ def test_the_api_lets_users_use_apps_they_hold_a_permission_of(client, user, oth
     staff = django_user_model.objects.create_user("staff", is_staff=True)
     assert _create(client, staff, "other_app").status_code == 201
     assert sorted(job.user.username for job in OtherApp.get_job_manager().list_jobs()) == ["alice", "staff"]
+
+
+# -- (7) the admin: settings that decide what runs need "Can add job"; every edit is in the history --
+
+
+def _staff(django_user_model: Any, name: str, *codenames: str) -> Any:
+    staff = django_user_model.objects.create_user(name, is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="jobtower", codename__in=codenames))
+    return staff
+
+
+def _admin_form(job: Job, **changes: Any) -> dict[str, Any]:
+    data = {"name": job.name, "description": job.description, "workspace": job.workspace,
+            "extended_properties": json.dumps(job.extended_properties), "spec": json.dumps(job.spec),
+            "_process_results_function": job._process_results_function,
+            "initial-spec": json.dumps(job.spec), "initial-extended_properties": json.dumps(job.extended_properties),
+            "events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0", "_save": "Save"}
+    data.update(changes)
+    return data
+
+
+def _local_job(job_manager: Any, user: Any) -> Job:
+    job = job_manager.create_job(name="adm", user=user, job_type="LOCAL", command=["true"])
+    job.save()
+    return job
+
+
+def test_admin_staff_who_may_only_change_jobs_cannot_change_what_runs(client, django_user_model, job_manager,
+                                                                        user) -> None:
+    job = _local_job(job_manager, user)
+    client.force_login(_staff(django_user_model, "carol", "view_job", "change_job"))
+    url = f"/admin/jobtower/job/{job.pk}/change/"
+    page = client.get(url).content.decode()
+    assert 'name="name"' in page and 'name="spec"' not in page and 'name="workspace"' not in page
+    assert 'name="_process_results_function"' not in page
+    response = client.post(url, _admin_form(job, name="renamed", spec=json.dumps({"command": ["rm", "-rf", "/"]}),
+                                            workspace="/tmp", _process_results_function="os:getcwd"))
+    assert response.status_code == 302
+    saved = Job.objects.get(pk=job.pk)
+    assert saved.name == "renamed" and saved.command == ["true"] and saved.workspace == job.workspace
+    assert saved._process_results_function == ""
+    assert not job.events.filter(source="admin").exists()
+
+
+def test_admin_edits_of_what_runs_are_recorded_in_the_history(client, django_user_model, job_manager, user) -> None:
+    job = _local_job(job_manager, user)
+    client.force_login(_staff(django_user_model, "dave", "view_job", "change_job", "add_job"))
+    new_workspace = str(Path(job.workspace) / "elsewhere")
+    response = client.post(f"/admin/jobtower/job/{job.pk}/change/", _admin_form(
+        job, spec=json.dumps({"command": ["echo", "hi"]}), workspace=new_workspace,
+        _process_results_function="tests.results_functions:record"))
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    saved = Job.objects.get(pk=job.pk)
+    assert saved.command == ["echo", "hi"] and saved.workspace == new_workspace
+    event = saved.events.get(source="admin")
+    assert event.from_status == event.to_status == saved._status == Status.PENDING.value
+    assert event.attempt == saved.attempt
+    assert event.message == "dave changed spec, workspace, process_results_function in the admin"
+    client.post(f"/admin/jobtower/job/{job.pk}/change/", _admin_form(saved, name="only the name"))
+    assert list(saved.events.filter(source="admin").values_list("message", flat=True)) == [event.message]
+    # The browser sends the "initial-" values back: claiming the new spec as initial hides nothing.
+    hidden = {"command": ["echo", "hidden"]}
+    client.post(f"/admin/jobtower/job/{job.pk}/change/",
+                _admin_form(saved, spec=json.dumps(hidden), **{"initial-spec": json.dumps(hidden)}))
+    assert Job.objects.get(pk=job.pk).command == ["echo", "hidden"]
+    assert saved.events.filter(source="admin").last().message == "dave changed spec in the admin"
+
+
+@pytest.mark.parametrize("where", ["/etc", "..", "relative/path", "link"])
+def test_admin_never_sets_a_workspace_outside_the_workspaces_root(client, django_user_model, job_manager, user,
+                                                                  where, tmp_path) -> None:
+    from jobtower import conf
+
+    job = _local_job(job_manager, user)
+    root = conf.workspaces_root()
+    root.mkdir(parents=True, exist_ok=True)
+    os.symlink(tmp_path, root / "link")
+    workspace = {"..": str(root / ".." / "outside"), "link": str(root / "link")}.get(where, where)
+    client.force_login(_staff(django_user_model, "erin", "view_job", "change_job", "add_job"))
+    response = client.post(f"/admin/jobtower/job/{job.pk}/change/", _admin_form(job, workspace=workspace))
+    assert response.status_code == 200 and "the workspace must be a folder inside" in response.content.decode()
+    assert Job.objects.get(pk=job.pk).workspace == job.workspace
