@@ -25,6 +25,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "jobtower.web.middleware.DatabaseBusyMiddleware",
 ]
 ROOT_URLCONF = "jobtower.site.urls"
 TEMPLATES = [

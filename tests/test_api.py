@@ -398,10 +398,21 @@ def test_list_refuses_bad_parameters_naming_them(client, user, query, words) -> 
 # -- creating -----------------------------------------------------------------------------------------
 
 
+def allow_app(user: Any, label: str) -> None:
+    """Give `user` a permission of the app `label`, so the API lets them create its jobs."""
+    from django.contrib.contenttypes.models import ContentType
+
+    kind, _ = ContentType.objects.get_or_create(app_label=label, model="app")
+    permission, _ = Permission.objects.get_or_create(codename="use_app", content_type=kind,
+                                                     defaults={"name": "Can use the app"})
+    user.user_permissions.add(permission)
+
+
 @pytest.mark.django_db
 def test_create_basic_without_executing_and_sharing_with_own_group(client, user) -> None:
     lab = Group.objects.create(name="lab")
     user.groups.add(lab)
+    allow_app(user, "my_first_app")
     body = {"job_type": "basic", "name": "calib {id}", "description": "d", "app": "my_first_app",
             "execute": False, "groups": ["lab"], "extended_properties": {"a": {"b": [1, 2]}}}
     response = post_json(client, "/api/jobs/", body, **bearer(user))

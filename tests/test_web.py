@@ -32,8 +32,8 @@ def test_callback_sets_nothing_by_itself(client, job_manager, user, rf) -> None:
     assert Job.objects.get(pk=job.pk).status_code is Status.SUBMITTED
 
 
-def test_callback_unknown_id_is_404_json(client) -> None:
-    response = client.get("/update-job-status/424242/")
+def test_callback_unknown_id_is_404_json_for_callers_with_its_token(client) -> None:
+    response = client.get(f"/update-job-status/424242/?token={manager.callback_token(424242)}")
     assert response.status_code == 404
     assert response.json()["success"] is False and "424242" in response.json()["error"]
 

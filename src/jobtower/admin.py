@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
 
+from jobtower import conf
+from jobtower.dotted import function_path
 from jobtower.models import Job, JobEvent, Scheduler
 from jobtower.statuses import Status
+from jobtower.web.permissions import RUN_PERMISSION
 
 if TYPE_CHECKING:
     # The stubs make these generic in their model; Django's classes cannot be subscripted at run time.
@@ -16,11 +20,12 @@ if TYPE_CHECKING:
     _JobAdmin = admin.ModelAdmin[Job]
     _JobEventAdmin = admin.ModelAdmin[JobEvent]
     _SchedulerForm = forms.ModelForm[Scheduler]
+    _JobForm = forms.ModelForm[Job]
     _SchedulerAdmin = admin.ModelAdmin[Scheduler]
 else:
     _JobEventInline = admin.TabularInline
     _JobAdmin = _JobEventAdmin = _SchedulerAdmin = admin.ModelAdmin
-    _SchedulerForm = forms.ModelForm
+    _SchedulerForm = _JobForm = forms.ModelForm
 
 
 class JobEventInline(_JobEventInline):
@@ -34,16 +39,48 @@ class JobEventInline(_JobEventInline):
         return False
 
 
+#: Job settings that decide what runs and where: editing them is running code, so it needs the
+#: permission that creating jobs needs (web/permissions.py RUN_PERMISSION), not just "Can change job".
+RUN_SETTINGS = ("spec", "workspace", "_process_results_function")
+
+
+class JobForm(_JobForm):
+    """Checks the run settings an administrator edits: a workspace inside the workspaces root only."""
+
+    class Meta:
+        model = Job
+        fields = "__all__"
+        labels = {"_process_results_function": "process results function"}
+
+    def clean_workspace(self) -> str:
+        value = self.cleaned_data.get("workspace", "")
+        if value and value != self.instance.workspace:
+            root = conf.workspaces_root().resolve()
+            path = Path(value)
+            # resolve(): neither ".." nor a symlink inside the root may lead out of it.
+            if not path.is_absolute() or not path.resolve().is_relative_to(root):
+                raise forms.ValidationError(f"the workspace must be a folder inside {root}")
+        return value
+
+    def clean__process_results_function(self) -> str:
+        value = self.cleaned_data.get("_process_results_function", "")
+        try:
+            return function_path(value) if value else ""
+        except (ValueError, TypeError) as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(Job)
 class JobAdmin(_JobAdmin):
+    form = JobForm
     list_display = ("id", "name", "label", "job_type", "user", "status_display", "creation_time")
     list_filter = ("label", "job_type", "_status")
     search_fields = ("name", "description")
     list_select_related = ("user",)
     fields = (
         "name", "description", "label", "job_type", "user", "groups", "workspace",
-        "extended_properties", "spec", "_status", "status_message", "attempt", "creation_time",
-        "execute_time", "start_time", "completion_time", "last_status_check", "engine_data",
+        "extended_properties", "spec", "_process_results_function", "_status", "status_message", "attempt",
+        "creation_time", "execute_time", "start_time", "completion_time", "last_status_check", "engine_data",
     )
     readonly_fields = (
         "label", "job_type", "user", "_status", "status_message", "attempt", "creation_time",
@@ -55,8 +92,30 @@ class JobAdmin(_JobAdmin):
     def status_display(self, job: Job) -> str:
         return Status(job._status).display
 
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
+        """Make the run settings read-only for users who may not create jobs."""
+        if request.user.has_perm(RUN_PERMISSION):
+            return tuple(self.readonly_fields)
+        return (*self.readonly_fields, *RUN_SETTINGS)
+
     def has_add_permission(self, request: Any) -> bool:
         return False  # jobs are created by apps, through create_job()
+
+    def save_model(self, request: Any, obj: Job, form: Any, change: bool) -> None:
+        """Save the job; an edit of its run settings goes into its history, naming who made it."""
+        # Compared with the stored row, not form.changed_data: that trusts the "initial-" values the
+        # browser sends back for JSON fields, so an edit could hide itself.
+        stored = Job.objects.filter(pk=obj.pk).values(*RUN_SETTINGS, "_status", "attempt").first() if change else None
+        super().save_model(request, obj, form, change)
+        if stored is None:
+            return
+        edited = [name.lstrip("_") for name in RUN_SETTINGS if getattr(obj, name) != stored[name]]
+        if edited:
+            JobEvent.objects.create(
+                job_id=obj.pk, attempt=stored["attempt"], from_status=stored["_status"],
+                to_status=stored["_status"], source="admin",
+                message=f"{request.user.get_username()} changed {', '.join(edited)} in the admin",
+            )
 
     def delete_model(self, request: Any, obj: Job) -> None:
         obj.delete()  # stops an active job and removes its own folder

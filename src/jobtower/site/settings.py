@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "jobtower.web.middleware.DatabaseBusyMiddleware",
 ]
 ROOT_URLCONF = "jobtower.site.urls"
 WSGI_APPLICATION = "jobtower.site.wsgi.application"
@@ -83,5 +84,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"jobtower": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "jobtower": {"handlers": ["console"], "level": "INFO"},
+        # Every 500 with its traceback: by default Django only mails them to ADMINS, and this site has none.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

@@ -35,7 +35,8 @@ from jobtower.models.job import spec_fields
 from jobtower.registry import job_class, registered_classes
 from jobtower.statuses import Status
 from jobtower.web import tokens
-from jobtower.web.permissions import is_manager, may_run_code, visible_jobs
+from jobtower.web.middleware import busy_response, database_busy
+from jobtower.web.permissions import is_manager, may_run_code, may_use_app, visible_jobs
 
 log = logging.getLogger("jobtower")
 
@@ -185,7 +186,9 @@ def view_for(endpoint: Endpoint) -> Callable[..., HttpResponse]:
             return error_response(413, "the request body is too large")
         except SuspiciousOperation as exc:
             return error_response(400, f"the request was refused: {type(exc).__name__}")
-        except Exception:
+        except Exception as exc:
+            if database_busy(exc):
+                return busy_response(request)
             log.exception("API %s %s failed", request.method, request.path)
             return error_response(500, "internal error: the request failed on the server; its log has the details")
 
@@ -410,13 +413,26 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def finite(value: Any) -> Any:
+    """Return `value` with every NaN or infinite number in it replaced by None."""
+    # JSON has no such numbers: json.dumps would write NaN or Infinity, which clients cannot parse.
+    # They reach a job through the database (a FloatField takes them), not through jsoncheck.
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 def job_json(job: Job) -> dict[str, Any]:
     """Return a job as the API shows it (from the database only: no engine is asked)."""
     code = job.status_code
     run_time = job.run_time
     names = spec_fields(type(job))
     settings_ = {name: getattr(job, name) for name in names} if names else dict(job.spec)
-    return {
+    return finite({
         "id": job.pk,
         "url": reverse("jobtower:api-job", kwargs={"job_id": str(job.pk)}),
         "name": job.name,
@@ -439,7 +455,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "result": job.result,
         "extended_properties": job.extended_properties,
         "spec": settings_,
-    }
+    })
 
 
 def _jobs(user: Any) -> "QuerySet[Job]":
@@ -530,7 +546,7 @@ def _page_url(request: HttpRequest, page: int) -> str:
 
 
 class _ApiApp:
-    """The app a job created through the API belongs to: its label is the body's `app`."""
+    """The app of a job created through the API under the API's or the site's own label."""
 
     def __init__(self, label: str) -> None:
         self.package = label
@@ -573,6 +589,7 @@ def create_job(request: HttpRequest) -> JsonResponse:
     app = _typed(body, "app", str, "a string", DEFAULT_APP)
     if not _APP_LABEL.fullmatch(app) or ".." in app:
         raise ApiError(400, "app must be an app label: letters, digits, '_', '.', '-' (at most 100), such as 'my_app'")
+    _check_app(request.user, app)
     execute = _typed(body, "execute", bool, "true or false", True)
     extended = _typed(body, "extended_properties", dict, "a JSON object", {})
     groups = _groups(request.user, _typed(body, "groups", list, "a list of group names", []))
@@ -580,7 +597,8 @@ def create_job(request: HttpRequest) -> JsonResponse:
     for key, value in settings_.items():
         if not _matches(value, schemas[key]):
             raise ApiError(400, f"{key} must be {_describe(schemas[key])}, not {_json_type(value)}")
-    job = manager.JobManager(_ApiApp(app)).create_job(
+    # An installed app's own class, so its jobs get their folders where the app's other jobs do.
+    job = manager.JobManager(installed_apps().get(app) or _ApiApp(app)).create_job(
         name=name, user=request.user, job_type=cls, groups=groups, description=description,
         extended_properties=extended,
     )
@@ -612,6 +630,42 @@ def create_job(request: HttpRequest) -> JsonResponse:
         response["Retry-After"] = "60"
     response["Location"] = url
     return response
+
+
+def _open_apps() -> set[str]:
+    """Return the labels every user may create jobs under: the API's own and the standalone site's."""
+    from jobtower.web.views import SiteApp
+
+    return {DEFAULT_APP, SiteApp.package}  # anyone logged in may use the site's form too
+
+
+def installed_apps() -> dict[str, type]:
+    """Return the apps this process knows by label: every AppBase subclass with a package."""
+    from jobtower.appbase import AppBase
+
+    found: dict[str, type] = {}
+    classes = list(AppBase.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if cls.package:
+            found.setdefault(cls.package, cls)
+    return found
+
+
+def _check_app(user: Any, app: str) -> None:
+    """Refuse a label that is no app's (400) or an app the caller may not use (403)."""
+    if app in _open_apps():
+        return
+    installed = installed_apps()
+    if app not in installed:
+        usable = sorted(_open_apps() | {label for label in installed if may_use_app(user, label)})
+        raise ApiError(400, f"there is no app {app!r}; you may create jobs for: {', '.join(usable)}")
+    if not may_use_app(user, app):
+        raise ApiError(
+            403, f"you may not create jobs for the app {app!r}: that needs a permission of that app (or "
+            f"staff status), which an administrator grants; or leave app out to use {DEFAULT_APP!r}",
+        )
 
 
 def _typed(body: Mapping[str, Any], key: str, kind: type, words: str, default: Any) -> Any:
@@ -782,7 +836,8 @@ _ERROR_DESCRIPTIONS = {
     415: "The body is not JSON: send Content-Type: application/json.",
     502: "The job's engine failed to do it; nothing was changed.",
     503: "The job's engine is not available now; nothing was run (a new job is stored Pending and "
-         "returned as `job` next to `error`).",
+         "returned as `job` next to `error`). Also any request that finds the database locked: "
+         "try again after Retry-After seconds.",
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
            "description": "the job's id"}
@@ -917,7 +972,8 @@ def _component_schemas() -> dict[str, Any]:
                      "description": "'{id}' in it becomes the job's id"},
             "description": {"type": "string"},
             "app": {"type": "string", "pattern": f"^{_APP_LABEL.pattern}$", "default": DEFAULT_APP,
-                    "description": "the app label the job belongs to"},
+                    "description": "the app label the job belongs to: the default, the site's, or an "
+                    "installed app you may use"},
             "execute": {"type": "boolean", "default": True, "description": "false: store it Pending"},
             "groups": {"type": "array", "items": {"type": "string"},
                        "description": "names of your groups to share the job with"},

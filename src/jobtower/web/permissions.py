@@ -32,6 +32,16 @@ def may_run_code(user: Any, job_class: type[Job]) -> bool:
     return job_class.backend_path is None or user.has_perm(RUN_PERMISSION)
 
 
+def may_use_app(user: Any, package: str) -> bool:
+    """Return True when `user` may create jobs under the installed app `package` over the web.
+
+    Jobs under an app's label appear in its list_jobs() and get_job(), so the app must trust them.
+    Managers may use every app; other users an app whose Django app label they hold a permission
+    of (Django's own test of "may use this app", as on the admin index; superusers have all).
+    """
+    return bool(user.is_authenticated and (is_manager(user) or user.has_module_perms(package)))
+
+
 def can_access(user: Any, job: Job) -> bool:
     """Return True when `user` may see `job` and run its actions."""
     if not user.is_authenticated:

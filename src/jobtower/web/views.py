@@ -7,8 +7,10 @@ user-written text goes through Django's autoescaping (or `textContent` in the br
 from __future__ import annotations
 
 import mimetypes
+import os
 import shlex
 from pathlib import Path
+from typing import Iterator
 
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -19,6 +21,7 @@ from django.http import (
     HttpResponse,
     HttpResponseRedirect,
     JsonResponse,
+    QueryDict,
 )
 from django.shortcuts import render
 from django.urls import reverse
@@ -37,12 +40,16 @@ from jobtower.web.permissions import can_access, may_run_code, visible_jobs
 LOG_TAIL = 64 * 1024
 LOG_CHUNK_MAX = 1024 * 1024
 MAX_REFRESH_ROWS = 500
+#: Folders deeper than this inside a job's folder are not listed on its page.
+MAX_FILES_DEPTH = 32
+#: The largest id a job can have (the databases' signed 64-bit integer).
+MAX_ID = 2**63 - 1
 
 
 @csrf_exempt  # called by the job's own process, which has no session; it sets nothing by itself
 @require_http_methods(["GET", "POST"])
 def update_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
-    """Ask for a re-check of one job's status; answer {"success": true} or a 404/403 JSON."""
+    """Ask for a re-check of one job's status; answer {"success": true} or a 403/404 JSON."""
     token = request.GET.get("token") or request.POST.get("token") or ""
     if token and manager.valid_callback_token(job_id, token) and manager.monitor_alive():
         # The hot path (a running job calling back while a monitor runs): no ORM object at all,
@@ -50,9 +57,8 @@ def update_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
         if manager.flag_for_check(job_id):
             return JsonResponse({"success": True})
     job = Job.objects.filter(pk=job_id).first()
-    if job is None:
-        return JsonResponse({"success": False, "error": f"there is no job {job_id}"}, status=404)
-    if not _may_call_back(request, job):
+    if not _may_call_back(request, job_id, job):
+        # The same answer whether the job exists or not: an anonymous caller learns nothing about ids.
         return JsonResponse(
             {
                 "success": False,
@@ -61,18 +67,20 @@ def update_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
             },
             status=403,
         )
+    if job is None:
+        return JsonResponse({"success": False, "error": f"there is no job {job_id}"}, status=404)
     manager.request_check(job)
     return JsonResponse({"success": True})
 
 
-def _may_call_back(request: HttpRequest, job: Job) -> bool:
+def _may_call_back(request: HttpRequest, job_id: int, job: Job | None) -> bool:
     if not conf.get("CALLBACK_REQUIRES_TOKEN"):
         return True
     token = request.GET.get("token") or request.POST.get("token") or ""
-    if token and manager.valid_callback_token(job.pk, token):
-        return True
+    if token and manager.valid_callback_token(job_id, token):
+        return True  # the token is made for the id: its holder may learn that the job is gone
     user = request.user
-    return bool(user.is_authenticated and (user.pk == job.user_id or user.is_staff))
+    return bool(user.is_authenticated and (user.is_staff or (job is not None and user.pk == job.user_id)))
 
 
 def _job_for(request: HttpRequest, job_id: int) -> Job:
@@ -110,10 +118,11 @@ def table_rows(request: HttpRequest) -> JsonResponse:
     config = _table_config(request.GET.get("config", ""))
     if config is None:
         return _bad_config()
-    try:
-        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:MAX_REFRESH_ROWS]
-    except ValueError:
-        return _json_error("ids must be a comma-separated list of job ids", 400)
+    parts = [i for i in request.GET.get("ids", "").split(",") if i][:MAX_REFRESH_ROWS]
+    # Bounded to the databases' 64-bit ids: a larger number is not a job, and SQLite fails on it.
+    if not all(i.isascii() and i.isdigit() and len(i) <= 19 and 0 < int(i) <= MAX_ID for i in parts):
+        return _json_error(f"ids must be a comma-separated list of job ids (whole numbers from 1 to {MAX_ID})", 400)
+    ids = [int(i) for i in parts]
     jobs = with_status_since(visible_jobs(request.user).filter(pk__in=ids))
     return JsonResponse({"rows": {str(job.pk): config.row_html(job) for job in jobs}})
 
@@ -248,20 +257,42 @@ def read_chunk(path: Path, offset: int) -> dict[str, object]:
             "skipped": start if offset < 0 else 0}
 
 
-def job_files(job: Job, limit: int = 500) -> list[dict[str, object]]:
-    """List the files in the job's own folder (never outside it), up to `limit`."""
+def job_files(job: Job, limit: int = 500, max_depth: int = MAX_FILES_DEPTH) -> list[dict[str, object]]:
+    """List the files in the job's own folder (never outside it), up to `limit`, in path order."""
     if not job.workspace:
         return []
     root = job.folder
     if not root.is_dir() or root.is_symlink():
         return []
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            found.append({"path": path.relative_to(root).as_posix(), "size": path.stat().st_size})
-            if len(found) >= limit:
-                break
+    found: list[dict[str, object]] = []
+    # A stack of folders being listed, not recursion (a folder may be nested thousands deep), and a walk that
+    # stops at `limit`: a page must not cost a sort of every file a job wrote. No symlink is followed.
+    stack = [("", _sorted_entries(root))]
+    while stack:
+        prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                found.append({"path": prefix + entry.name, "size": entry.stat(follow_symlinks=False).st_size})
+                if len(found) >= limit:
+                    break
+            elif entry.is_dir(follow_symlinks=False) and len(stack) <= max_depth:
+                stack.append((f"{prefix}{entry.name}/", _sorted_entries(Path(entry.path))))
+        except OSError:
+            continue  # removed or unreadable meanwhile
     return found
+
+
+def _sorted_entries(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """Return the entries of one folder by name (none when it cannot be read)."""
+    try:
+        with os.scandir(folder) as listing:
+            return iter(sorted(listing, key=lambda entry: entry.name))
+    except OSError:
+        return iter(())
 
 
 @login_required
@@ -271,6 +302,9 @@ def job_file(request: HttpRequest, job_id: int, path: str) -> FileResponse:
     job = _job_for(request, job_id)
     if not job.workspace:
         raise Http404("this job has no folder")
+    # A job folder replaced by a symlink would make anything it points to the job's files.
+    if job.folder.is_symlink() or "\x00" in path:
+        raise Http404("no such file in this job's folder")
     root = job.folder.resolve()
     target = (root / path).resolve()
     if not target.is_relative_to(root) or not target.is_file() or (root / path).is_symlink():
@@ -293,10 +327,23 @@ class SiteApp:
     name = "jobtower"
 
 
+def _with_nul(data: QueryDict) -> str | None:
+    """Return the first field of `data` with a NUL character in its name or value, or None."""
+    # PostgreSQL cannot store or even search for NUL: such text must not reach a query.
+    for key, values in data.lists():
+        if "\x00" in key or any("\x00" in value for value in values):
+            return key.replace("\x00", "")
+    return None
+
+
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The standalone site: the user's Jobs Table and a form to run a command as a LOCAL job."""
+    field = _with_nul(request.GET)
+    if field is not None:
+        return HttpResponse(f"the query parameter {field!r:.40} contains a NUL character", status=400,
+                            content_type="text/plain")
     table = JobsTable(
         jobs=Job.objects.filter(user=request.user),
         column_fields=("id", "name", ("App", "label"), ("Type", "job_type"), "creation_time", "run_time"),
@@ -327,6 +374,9 @@ def submit_local(request: HttpRequest) -> HttpResponse:
         command, errors = [], [f"the command cannot be split into arguments: {exc}"]
     if not command and not errors:
         errors.append("enter a command, e.g. python run_model.py --years 30")
+    field = _with_nul(request.POST)
+    if field is not None:
+        errors.append(f"{field} contains a NUL character, which cannot be stored; remove it")
     timeout = request.POST.get("timeout", "").strip()
     options: dict[str, object] = {"command": command} if command else {}
     if timeout:
