@@ -53,7 +53,7 @@ class JobForm(_JobForm):
         labels = {"_process_results_function": "process results function"}
 
     def clean_workspace(self) -> str:
-        value = self.cleaned_data.get("workspace", "")
+        value: str = self.cleaned_data.get("workspace", "")
         if value and value != self.instance.workspace:
             root = conf.workspaces_root().resolve()
             path = Path(value)

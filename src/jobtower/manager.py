@@ -6,8 +6,9 @@ import datetime
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core import signing
 from django.db import DatabaseError, connection, models, transaction
@@ -45,7 +46,7 @@ _RACE_RETRIES = 5
 class JobManager:
     """Creates and finds the jobs of one app; the Jobs API's entry point (app.get_job_manager())."""
 
-    def __init__(self, app: "type[AppBase] | AppBase | AppLike") -> None:
+    def __init__(self, app: type[AppBase] | AppBase | AppLike) -> None:
         label = getattr(app, "package", "")
         if not label:
             raise ValueError(f"{app!r} has no `package`: set package = 'my_app' on the app class")
@@ -56,7 +57,7 @@ class JobManager:
         self,
         name: str,
         user: Any,
-        job_type: "str | type[Job] | None" = None,
+        job_type: str | type[Job] | None = None,
         groups: Iterable[Any] | None = None,
         **kwargs: Any,
     ) -> Job:
@@ -93,7 +94,7 @@ class JobManager:
         groups: Iterable[Any] | None = None,
         order_by: str = "id",
         filters: Mapping[str, Any] | None = None,
-    ) -> "models.QuerySet[Job]":
+    ) -> models.QuerySet[Job]:
         """Return this app's jobs (of `user`, and/or shared with `groups`), each as its own class."""
         jobs = Job.objects.filter(label=self.label)
         groups = list(groups or ())
@@ -120,7 +121,7 @@ class JobManager:
             jobs = jobs.filter(**translate_filters(filters))
         return jobs.first()
 
-    def get_job_status_callback_url(self, request: "HttpRequest", job_id: int) -> str:
+    def get_job_status_callback_url(self, request: HttpRequest, job_id: int) -> str:
         """Return the absolute URL a running job calls to ask for a re-check of its status."""
         return callback_url(request, job_id)
 
@@ -149,7 +150,7 @@ def _order_field(order_by: str) -> str:
     return sign + ("_status" if field == "status" else field)
 
 
-def callback_url(request: "HttpRequest", job_id: int) -> str:
+def callback_url(request: HttpRequest, job_id: int) -> str:
     """Return the absolute status-callback URL of a job, signed when tokens are required."""
     url = request.build_absolute_uri(reverse("jobtower:update-job-status", args=[int(job_id)]))
     if conf.get("CALLBACK_REQUIRES_TOKEN"):
@@ -183,7 +184,7 @@ def transition(
     expected: Status | None = None,
     resubmit: bool = False,
     strict: bool = True,
-    check_time: "datetime.datetime | None" = None,
+    check_time: datetime.datetime | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Move `job` to `new` with a guarded UPDATE and a JobEvent row; return True if it moved.
@@ -547,7 +548,7 @@ def _illegal(job: Job, current: Status, new: Status) -> InvalidTransition:
 
 def _values_for(
     job: Job | None, current: Status, new: Status, message: str, resubmit: bool
-) -> "tuple[datetime.datetime, dict[str, Any]]":
+) -> tuple[datetime.datetime, dict[str, Any]]:
     now = timezone.now()
     values: dict[str, Any] = {"_status": new.value, "status_message": message}
     if resubmit:

@@ -15,8 +15,7 @@ from django.db import connections
 from django.utils import timezone
 
 from jobtower import manager
-from jobtower.backends import backend_for, get_backend
-from jobtower.backends import local
+from jobtower.backends import backend_for, get_backend, local
 from jobtower.backends.base import Observation
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
@@ -75,7 +74,7 @@ class LocalWorker:
         self.idle_sleep = idle_sleep
         self.backend = get_backend("jobtower.backends.local:LocalBackend")
         self.job_types = local_job_types()
-        self.running: dict[int, tuple["Job", subprocess.Popen[bytes]]] = {}
+        self.running: dict[int, tuple[Job, subprocess.Popen[bytes]]] = {}
         self.heartbeat = Heartbeat("worker", self.name, self.concurrency)
         self.next_escalation = 0.0
 
@@ -104,7 +103,7 @@ class LocalWorker:
             self._start(job)
         return bool(finished or claimed)
 
-    def _start(self, job: "Job") -> None:
+    def _start(self, job: Job) -> None:
         try:
             process = local.spawn(cast("LocalJob", job))
         except Exception as exc:

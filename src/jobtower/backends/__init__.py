@@ -47,7 +47,7 @@ def _load(path: str, options: str) -> Backend:
     return cls(**json.loads(options))
 
 
-def engine_key(job_class: "type[Job]") -> EngineKey | None:
+def engine_key(job_class: type[Job]) -> EngineKey | None:
     """Return which backend and options run `job_class` (settings first), or None for app-driven types."""
     from jobtower import conf
 
@@ -84,7 +84,7 @@ def backend_at(key: EngineKey) -> Backend:
     return _load(*key)
 
 
-def backend_for(job_class: "type[Job]") -> Backend | None:
+def backend_for(job_class: type[Job]) -> Backend | None:
     """Return the backend that runs jobs of `job_class`, or None when the app drives them itself."""
     key = engine_key(job_class)
     return _load(*key) if key is not None else None

@@ -7,8 +7,9 @@ observations (and which jobs it could not ask about), and the manager turns them
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from jobtower.statuses import Status
 
@@ -62,7 +63,7 @@ class PollResult:
     unreachable: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, answer: "PollResult | Mapping[int, Observation]") -> "PollResult":
+    def of(cls, answer: PollResult | Mapping[int, Observation]) -> PollResult:
         """Return `answer` as a PollResult (backends may also return a plain {id: observation})."""
         if isinstance(answer, PollResult):
             return answer
@@ -97,14 +98,14 @@ class Backend:
         """Return True when this engine declares `capability`."""
         return capability in self.capabilities
 
-    def check(self, job: "Job") -> None:
+    def check(self, job: Job) -> None:
         """Raise EngineUnavailable when this engine cannot take `job` now (nothing has moved yet)."""
 
-    def submit(self, job: "Job") -> None:
+    def submit(self, job: Job) -> None:
         """Hand the job to the engine; store engine ids in job.engine_data."""
         raise NotImplementedError
 
-    def poll(self, jobs: Sequence["Job"]) -> "PollResult | dict[int, Observation]":
+    def poll(self, jobs: Sequence[Job]) -> PollResult | dict[int, Observation]:
         """Report on many jobs in one call: an observation per job the engine knows about.
 
         Return a PollResult to name jobs the engine could not be asked about (their statuses stay,
@@ -112,28 +113,28 @@ class Backend:
         """
         raise NotImplementedError
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: Job) -> None:
         """Stop the job on the engine."""
         raise NotImplementedError
 
-    def hold(self, job: "Job") -> None:
+    def hold(self, job: Job) -> None:
         """Pause the job on the engine."""
         raise NotImplementedError
 
-    def release(self, job: "Job") -> Status:
+    def release(self, job: Job) -> Status:
         """Resume a paused job; return the status it is in now (Running, or Submitted if queued)."""
         raise NotImplementedError
 
-    def logs(self, job: "Job") -> dict[str, Any]:
+    def logs(self, job: Job) -> dict[str, Any]:
         """Return the job's logs by name."""
         return {}
 
-    def log_files(self, job: "Job") -> dict[str, "Path"]:
+    def log_files(self, job: Job) -> dict[str, Path]:
         """Return the files that hold the job's logs by name, so large logs are read in pieces."""
         return {}
 
-    def fetch_results(self, job: "Job") -> None:
+    def fetch_results(self, job: Job) -> None:
         """Bring the job's outputs into its folder (before process_results_function runs)."""
 
-    def enforce(self, jobs: Sequence["Job"]) -> None:
+    def enforce(self, jobs: Sequence[Job]) -> None:
         """Apply engine-side limits (such as timeouts) to active jobs; called once per monitor cycle."""

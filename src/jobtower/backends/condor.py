@@ -32,8 +32,9 @@ import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.condor_templates import attempt_folder, expand
@@ -181,7 +182,7 @@ class CondorBackend(Backend):
     # -- reaching a schedd ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _security(self, scheduler: "Scheduler | None") -> Iterator[None]:
+    def _security(self, scheduler: Scheduler | None) -> Iterator[None]:
         """Authenticate this thread's HTCondor calls with the scheduler's own IDTOKEN, if it has one."""
         if scheduler is None or not scheduler.token:
             yield
@@ -192,7 +193,7 @@ class CondorBackend(Backend):
             sec.setConfig("SEC_CLIENT_AUTHENTICATION_METHODS", "IDTOKENS")
             yield
 
-    def _schedd(self, scheduler: "Scheduler | None") -> Any:
+    def _schedd(self, scheduler: Scheduler | None) -> Any:
         """Return the Schedd of the local pool or of a scheduler record (located via its collector)."""
         htcondor = bindings()
         if scheduler is None:
@@ -217,7 +218,7 @@ class CondorBackend(Backend):
             self._located[scheduler.name] = (time.monotonic(), ad)
         return htcondor.Schedd(ad)
 
-    def _forget(self, scheduler: "Scheduler | None") -> None:
+    def _forget(self, scheduler: Scheduler | None) -> None:
         # A restarted schedd listens at a new address: locate it again next time.
         if scheduler is not None:
             with self._lock:
@@ -239,7 +240,7 @@ class CondorBackend(Backend):
 
     # -- checks and submission --------------------------------------------------------------------
 
-    def check(self, job: "Job") -> None:
+    def check(self, job: Job) -> None:
         """Refuse what cannot run: workflows (their engine is DAGMan) and a missing htcondor."""
         if job.job_type == "CONDORWORKFLOW":
             raise EngineUnavailable(
@@ -249,7 +250,7 @@ class CondorBackend(Backend):
             )
         bindings()
 
-    def _prepare_folder(self, job: "CondorJob", schedd: Any, attempt_dir: Path) -> None:
+    def _prepare_folder(self, job: CondorJob, schedd: Any, attempt_dir: Path) -> None:
         """Let the job's user write the job's folder (jobs never run as root); refuse unreachable ones."""
         if os.geteuid() != 0:
             return  # our jobs run as us: the folder is ours already
@@ -275,7 +276,7 @@ class CondorBackend(Backend):
         for path in (folder, folder / "attempts", attempt_dir):
             os.chown(path, uid, entry.pw_gid)
 
-    def submit(self, job: "Job") -> None:
+    def submit(self, job: Job) -> None:
         """Submit one cluster for the job's current attempt; the cluster id goes to engine_data."""
         htcondor = bindings()
         description = job.submit_description()  # type: ignore[attr-defined]
@@ -310,7 +311,7 @@ class CondorBackend(Backend):
             "log": description.log,
             "output": description.output,
             "error": description.error,
-            "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "submitted": datetime.datetime.now(datetime.UTC).isoformat(),
         }
         log.info("job %s attempt %s: HTCondor cluster %s (%s procs)%s", job.pk, job.attempt, cluster,
                  description.procs, f" on {scheduler.name}" if scheduler is not None else "")
@@ -318,14 +319,14 @@ class CondorBackend(Backend):
     # -- tracking -----------------------------------------------------------------------------------
 
     @staticmethod
-    def _cluster(job: "Job") -> int | None:
+    def _cluster(job: Job) -> int | None:
         """Return the cluster of the job's current attempt, or None before it reached a schedd."""
         data = job.engine_data or {}
         if not data.get("cluster_id") or data.get("attempt") != job.attempt:
             return None
         return int(data["cluster_id"])
 
-    def poll(self, jobs: Sequence["Job"]) -> PollResult:
+    def poll(self, jobs: Sequence[Job]) -> PollResult:
         """Ask each schedd about all its jobs at once: the queue, then the history of those gone.
 
         A schedd that does not answer is reported: its jobs keep their statuses, marked stale.
@@ -363,7 +364,7 @@ class CondorBackend(Backend):
                 self._remove_failed_holds(scheduler, failed_holds)
         return answer
 
-    def _ads(self, scheduler: "Scheduler | None", jobs: list["Job"]) -> dict[int, dict[int, Any]]:
+    def _ads(self, scheduler: Scheduler | None, jobs: list[Job]) -> dict[int, dict[int, Any]]:
         """Return {cluster: {proc: ad}} for the jobs' clusters: one queue query, one history query."""
         wanted: dict[int, Job] = {}
         for job in jobs:
@@ -399,7 +400,7 @@ class CondorBackend(Backend):
                     keep(ad)
         return found
 
-    def _observe(self, job: "Job", ads: dict[int, dict[int, Any]]) -> tuple[Observation, bool]:
+    def _observe(self, job: Job, ads: dict[int, dict[int, Any]]) -> tuple[Observation, bool]:
         """Return the job's observation, and whether HTCondor held a proc of it for a failure."""
         cluster = self._cluster(job)
         procs = int((job.engine_data or {}).get("procs") or 1)
@@ -416,7 +417,7 @@ class CondorBackend(Backend):
         )
         return rollup(states, procs), failed_hold
 
-    def _remove_failed_holds(self, scheduler: "Scheduler | None", clusters: list[int]) -> None:
+    def _remove_failed_holds(self, scheduler: Scheduler | None, clusters: list[int]) -> None:
         """Remove procs HTCondor held for a failure: they are in Error now, and would wait forever."""
         htcondor = bindings()
         which = " || ".join(f"ClusterId == {c}" for c in sorted(set(clusters)))
@@ -434,7 +435,7 @@ class CondorBackend(Backend):
 
     # -- actions ------------------------------------------------------------------------------------
 
-    def _act(self, job: "Job", action: str, reason: str, *, missing_ok: bool) -> None:
+    def _act(self, job: Job, action: str, reason: str, *, missing_ok: bool) -> None:
         cluster = self._cluster(job)
         if cluster is None:
             if missing_ok:
@@ -456,22 +457,22 @@ class CondorBackend(Backend):
                 f"HTCondor has no proc of cluster {cluster} to {action.lower()} in its queue: the job has ended"
             )
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: Job) -> None:
         """Remove the cluster from the queue (condor_rm); a cluster that has ended already is fine."""
         self._act(job, "Remove", STOP_REASON, missing_ok=True)
 
-    def hold(self, job: "Job") -> None:
+    def hold(self, job: Job) -> None:
         """Hold the cluster (condor_hold): a running proc is stopped and will start over on release."""
         self._act(job, "Hold", PAUSE_REASON, missing_ok=False)
 
-    def release(self, job: "Job") -> Status:
+    def release(self, job: Job) -> Status:
         """Release the cluster (condor_release): it queues again, and runs when matched."""
         self._act(job, "Release", "jobtower: resumed by a user", missing_ok=False)
         return Status.SUBMITTED
 
     # -- files --------------------------------------------------------------------------------------
 
-    def logs(self, job: "Job") -> dict[str, Any]:
+    def logs(self, job: Job) -> dict[str, Any]:
         """Return stdout, stderr (per proc when there are several) and the event log of this attempt."""
         data = job.engine_data or {}
         cluster = self._cluster(job)
@@ -491,7 +492,7 @@ class CondorBackend(Backend):
         logs["log"] = read(data.get("log"), 0)
         return logs
 
-    def fetch_results(self, job: "Job") -> None:
+    def fetch_results(self, job: Job) -> None:
         """Bring a spooled job's outputs into its folder (local-pool outputs are there already)."""
         data = job.engine_data or {}
         cluster = self._cluster(job)

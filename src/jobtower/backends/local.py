@@ -28,8 +28,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 
@@ -78,7 +79,7 @@ LOG_TAIL_BYTES = 1_000_000
 STDERR_LINES_IN_MESSAGE = 5
 
 
-def attempt_dir(job: "Job") -> Path:
+def attempt_dir(job: Job) -> Path:
     """Return the folder of the job's current attempt."""
     return job.folder / "attempts" / str(job.attempt)
 
@@ -208,14 +209,14 @@ def escalate_stops() -> int:
     return killed
 
 
-def run_argv(job: "LocalJob") -> list[str]:
+def run_argv(job: LocalJob) -> list[str]:
     """Return what the supervisor runs for a job: its command, or the runner of its function."""
     if job.command:
         return list(job.command)
     return [sys.executable, "-m", "jobtower.backends.local_runner", str(attempt_dir(job))]
 
 
-def spawn(job: "LocalJob", *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(job: LocalJob, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the job's supervisor in a new session and return it (the caller reaps it)."""
     folder = attempt_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
@@ -253,7 +254,7 @@ def spawn(job: "LocalJob", *, extra_env: dict[str, str] | None = None) -> subpro
     )
 
 
-def start_failure(job: "Job", process: subprocess.Popen[bytes]) -> str | None:
+def start_failure(job: Job, process: subprocess.Popen[bytes]) -> str | None:
     """Return why an ended supervisor could not start its job (it never ran), else None."""
     said = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
     if process.stderr:
@@ -264,6 +265,10 @@ def start_failure(job: "Job", process: subprocess.Popen[bytes]) -> str | None:
     # bash says "<where>: <what>: No space left on device"; the last part is the reason.
     reason = said.rsplit(": ", 1)[-1] or f"exit code {process.returncode}"
     return f"could not write {name} in {attempt_dir(job)}: {reason}"
+
+
+def _timed_out(job: LocalJob) -> str:
+    return f"timed out: it ran longer than its timeout of {job.timeout:g} s"
 
 
 def _exit_message(code: int, folder: Path) -> str:
@@ -289,7 +294,7 @@ class LocalBackend(Backend):
         Capability.LOG_FILES, Capability.CALLBACKS, Capability.LIMITS,
     })
 
-    def submit(self, job: "Job") -> None:
+    def submit(self, job: Job) -> None:
         """Prepare the attempt's folder; a worker claims the Submitted job and starts it.
 
         With no live worker, the job still waits in the queue, but its status message says why.
@@ -304,7 +309,7 @@ class LocalBackend(Backend):
         if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=NO_WORKER):
             job._set(status_message=NO_WORKER)
 
-    def observe_one(self, job: "LocalJob") -> Observation | None:
+    def observe_one(self, job: LocalJob) -> Observation | None:
         """Return what the attempt's files and processes say about one job (None: nothing new)."""
         folder = attempt_dir(job)
         progress = read_json(folder / "progress.json") or {}
@@ -326,7 +331,7 @@ class LocalBackend(Backend):
             if (folder / "stopped").exists():
                 return Observation(Status.ABORTED, "stopped by a user", **extra)
             if (folder / "timed_out").exists():
-                return Observation(Status.ERROR, f"timed out: it ran longer than its timeout of {job.timeout:g} s", **extra)
+                return Observation(Status.ERROR, _timed_out(job), **extra)
             if code == 0:
                 result = read_json(folder / "result.json") if job.function else None
                 if result is not None:
@@ -339,7 +344,7 @@ class LocalBackend(Backend):
         if (folder / "stopped").exists():
             return Observation(Status.ABORTED, "stopped by a user")
         if (folder / "timed_out").exists():
-            return Observation(Status.ERROR, f"timed out: it ran longer than its timeout of {job.timeout:g} s")
+            return Observation(Status.ERROR, _timed_out(job))
         if not started:
             if job.status_code in (Status.SUBMITTED, Status.PAUSED):
                 return None  # waiting for a worker to claim it
@@ -354,7 +359,7 @@ class LocalBackend(Backend):
             "(the machine restarted, or the process was killed from outside)",
         )
 
-    def poll(self, jobs: Sequence["Job"]) -> dict[int, Observation]:
+    def poll(self, jobs: Sequence[Job]) -> dict[int, Observation]:
         """Read every job's attempt folder once; no engine to call."""
         found: dict[int, Observation] = {}
         for job in cast("Sequence[LocalJob]", jobs):
@@ -369,7 +374,7 @@ class LocalBackend(Backend):
                 found[job.pk] = observation
         return found
 
-    def enforce(self, jobs: Sequence["Job"]) -> None:
+    def enforce(self, jobs: Sequence[Job]) -> None:
         """End the jobs that ran past their timeout (the exit then reads as Error: timed out).
 
         Also sends SIGKILL to stopped jobs whose grace has passed (those are no longer active).
@@ -390,7 +395,7 @@ class LocalBackend(Backend):
                 request_end(pid, folder)
         escalate_stops()
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: Job) -> None:
         """Mark the attempt stopped and send SIGTERM; the worker sends SIGKILL after the grace."""
         folder = attempt_dir(job)
         folder.mkdir(parents=True, exist_ok=True)
@@ -399,7 +404,7 @@ class LocalBackend(Backend):
         if pid is not None:
             request_end(pid, folder)  # never wait here: a web request is waiting for us
 
-    def hold(self, job: "Job") -> None:
+    def hold(self, job: Job) -> None:
         """Stop the job's processes where they are (SIGSTOP to the group)."""
         folder = attempt_dir(job)
         folder.mkdir(parents=True, exist_ok=True)
@@ -408,7 +413,7 @@ class LocalBackend(Backend):
         if pid is not None:
             _signal_group(pid, signal.SIGSTOP)
 
-    def release(self, job: "Job") -> Status:
+    def release(self, job: Job) -> Status:
         """Let a paused job go on (SIGCONT); one that never started goes back to the queue."""
         folder = attempt_dir(job)
         (folder / "paused").unlink(missing_ok=True)
@@ -418,12 +423,12 @@ class LocalBackend(Backend):
         _signal_group(pid, signal.SIGCONT)
         return Status.RUNNING
 
-    def log_files(self, job: "Job") -> dict[str, Path]:
+    def log_files(self, job: Job) -> dict[str, Path]:
         """Return the current attempt's stdout and stderr files."""
         folder = attempt_dir(job)
         return {"stdout": folder / "stdout.txt", "stderr": folder / "stderr.txt"}
 
-    def logs(self, job: "Job") -> dict[str, Any]:
+    def logs(self, job: Job) -> dict[str, Any]:
         """Return the end of the current attempt's stdout and stderr."""
         folder = attempt_dir(job)
         return {

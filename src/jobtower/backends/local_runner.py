@@ -16,8 +16,8 @@ def main(argv: list[str]) -> int:
     """Run the function described in <attempt folder>/run.json; return the exit code."""
     folder = Path(argv[1])
     spec = json.loads((folder / "run.json").read_text())
-    from jobtower.jsoncheck import NotJSON, check_json
     from jobtower.dotted import resolve_function
+    from jobtower.jsoncheck import NotJSON, check_json
 
     try:
         function = resolve_function(spec["function"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.statuses import Status
@@ -32,8 +33,8 @@ class MemoryBackend(Backend):
         hold: bool = True,
         results: bool = False,
         finish_after: int | None = None,
-        fail_submit: "Exception | str | None" = None,
-        fail_poll: "Exception | str | None" = None,
+        fail_submit: Exception | str | None = None,
+        fail_poll: Exception | str | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self.states: dict[int, Observation] = {}
@@ -68,17 +69,17 @@ class MemoryBackend(Backend):
             self.polls_seen.clear()
             self._apply_defaults()
 
-    def set(self, job: "Job | int", status: Status, message: str = "", **facts: Any) -> None:
+    def set(self, job: Job | int, status: Status, message: str = "", **facts: Any) -> None:
         """Make the engine report `status` (and any Observation `facts`) for `job` from now on."""
         job_id = job if isinstance(job, int) else job.pk
         with self._lock:
             self.states[job_id] = Observation(status, message, **facts)
 
     @staticmethod
-    def _raise(failure: "Exception | str") -> None:
+    def _raise(failure: Exception | str) -> None:
         raise failure if isinstance(failure, BaseException) else ConnectionError(failure)
 
-    def submit(self, job: "Job") -> None:
+    def submit(self, job: Job) -> None:
         with self._lock:
             self.calls.append(("submit", job.pk))
             if self.fail_submit is not None:
@@ -87,7 +88,7 @@ class MemoryBackend(Backend):
             self.states[job.pk] = Observation(Status.SUBMITTED)
             self.polls_seen[job.pk] = 0
 
-    def poll(self, jobs: Sequence["Job"]) -> PollResult:
+    def poll(self, jobs: Sequence[Job]) -> PollResult:
         with self._lock:
             self.calls.append(("poll", None))
             if self.fail_poll is not None:
@@ -106,28 +107,28 @@ class MemoryBackend(Backend):
                 answer.observations[job.pk] = self.states[job.pk]
             return answer
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: Job) -> None:
         with self._lock:
             self.calls.append(("cancel", job.pk))
             self.states[job.pk] = Observation(Status.ABORTED)
 
-    def hold(self, job: "Job") -> None:
+    def hold(self, job: Job) -> None:
         with self._lock:
             self.calls.append(("hold", job.pk))
             if not self.hold_supported:
                 raise NotImplementedError("the memory engine was told it cannot hold jobs")
             self.states[job.pk] = Observation(Status.PAUSED)
 
-    def release(self, job: "Job") -> Status:
+    def release(self, job: Job) -> Status:
         with self._lock:
             self.calls.append(("release", job.pk))
             self.states[job.pk] = Observation(Status.RUNNING)
         return Status.RUNNING
 
-    def logs(self, job: "Job") -> dict[str, Any]:
+    def logs(self, job: Job) -> dict[str, Any]:
         return {"stdout": f"memory job {job.pk}\n", "stderr": ""}
 
-    def fetch_results(self, job: "Job") -> None:
+    def fetch_results(self, job: Job) -> None:
         with self._lock:
             self.calls.append(("fetch_results", job.pk))
             failure = self.fail_results

@@ -6,8 +6,9 @@ import datetime
 import functools
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connections, models, router, transaction
@@ -88,7 +89,7 @@ class SpecField:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, job: "Job | None", owner: type) -> Any:
+    def __get__(self, job: Job | None, owner: type) -> Any:
         if job is None:
             return self
         if self.name in job.spec:
@@ -98,7 +99,7 @@ class SpecField:
             job.spec[self.name] = default  # so in-place edits are saved
         return default
 
-    def __set__(self, job: "Job", value: Any) -> None:
+    def __set__(self, job: Job, value: Any) -> None:
         if self.coerce is not None and value is not None:
             value = self.coerce(value)
         check_json(value, f"{type(job).__name__}.{self.name}")
@@ -215,7 +216,7 @@ class Job(models.Model):
         super().__setattr__(name, value)
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> "Job":
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Job:
         """Build the job as the class of its own type (a proxy of Job, so no join is needed).
 
         Lists build many jobs: a full row is put straight into the instance (as Model.__init__
@@ -223,7 +224,7 @@ class Job(models.Model):
         """
         attnames = _attnames(cls)
         if len(values) == len(attnames) and tuple(field_names) == attnames:
-            state = dict(zip(attnames, values))
+            state = dict(zip(attnames, values, strict=True))
             klass = class_for_stored(state["job_type"])
             if klass is None or not issubclass(klass, cls):
                 klass = cls
@@ -331,7 +332,7 @@ class Job(models.Model):
         manager.settle(self)
         return moved
 
-    def history(self) -> "models.QuerySet[JobEvent]":
+    def history(self) -> models.QuerySet[JobEvent]:
         """Return the job's status moves, oldest first."""
         return self.events.order_by("id")
 
@@ -347,7 +348,7 @@ class Job(models.Model):
     # -- results ----------------------------------------------------------------------------------
 
     @property
-    def process_results_function(self) -> Callable[["Job"], Any] | None:
+    def process_results_function(self) -> Callable[[Job], Any] | None:
         """Return the function run once when the job's results are ready, or None."""
         path = self._process_results_function
         return resolve_function(path) if path else None
@@ -383,7 +384,7 @@ class Job(models.Model):
     def clean_spec(self) -> None:
         """Check the job type's settings before execute(); raise ValueError naming what is wrong."""
 
-    def get_backend(self) -> "Backend | None":
+    def get_backend(self) -> Backend | None:
         """Return the engine backend that runs this job type, or None when the app drives it."""
         from jobtower.backends import backend_for
 

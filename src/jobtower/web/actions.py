@@ -10,8 +10,9 @@ with, whose configuration the server signed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from jobtower import manager, statuses
 from jobtower.models import Job

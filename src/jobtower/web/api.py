@@ -10,13 +10,15 @@ the caller may not see is a 404, so its existence is not revealed. Every error i
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 from django.conf import settings
@@ -88,7 +90,7 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 class _CsrfCheck(CsrfViewMiddleware):
     """Django's own CSRF check, answering with the reason instead of rendering the HTML failure page."""
 
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
 
 
@@ -126,7 +128,7 @@ def authenticate(request: HttpRequest) -> tuple[Any, bool]:
 
 def csrf_failure(request: HttpRequest) -> str | None:
     """Return why a session request fails Django's CSRF check, or None when it passes."""
-    return _CsrfCheck(_no_response).process_view(request, None, (), {})  # type: ignore[return-value]
+    return _CsrfCheck(_no_response).process_view(request, None, (), {})  # type: ignore[arg-type, return-value]
 
 
 # -- the endpoint table ---------------------------------------------------------------------------
@@ -268,7 +270,9 @@ def _values(request: HttpRequest, name: str) -> list[str]:
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     content_type = request.content_type or ""
     if content_type != "application/json" and not content_type.endswith("+json"):
-        raise ApiError(415, f"send the body as JSON with Content-Type: application/json, not {content_type or 'nothing'!r}")
+        raise ApiError(
+            415, f"send the body as JSON with Content-Type: application/json, not {content_type or 'nothing'!r}"
+        )
     raw = request.body
     if not raw.strip():
         raise ApiError(400, "the body is empty: send a JSON object")
@@ -345,7 +349,7 @@ def _matches(value: Any, schema: Mapping[str, Any]) -> bool:
         extra = schema.get("additionalProperties")
         return not isinstance(extra, dict) or all(_matches(item, extra) for item in value.values())
     if kind in ("integer", "number") and "exclusiveMinimum" in schema:
-        return value > schema["exclusiveMinimum"]
+        return bool(value > schema["exclusiveMinimum"])
     return True
 
 
@@ -432,7 +436,7 @@ def job_json(job: Job) -> dict[str, Any]:
     run_time = job.run_time
     names = spec_fields(type(job))
     settings_ = {name: getattr(job, name) for name in names} if names else dict(job.spec)
-    return finite({
+    shown: dict[str, Any] = finite({
         "id": job.pk,
         "url": reverse("jobtower:api-job", kwargs={"job_id": str(job.pk)}),
         "name": job.name,
@@ -451,14 +455,15 @@ def job_json(job: Job) -> dict[str, Any]:
         "execute_time": _iso(job.execute_time),
         "start_time": _iso(job.start_time),
         "completion_time": _iso(job.completion_time),
-        "run_time": run_time.total_seconds() if run_time != "" else None,
+        "run_time": run_time.total_seconds() if isinstance(run_time, datetime.timedelta) else None,
         "result": job.result,
         "extended_properties": job.extended_properties,
         "spec": settings_,
     })
+    return shown
 
 
-def _jobs(user: Any) -> "QuerySet[Job]":
+def _jobs(user: Any) -> QuerySet[Job]:
     return visible_jobs(user, Job.objects.select_related("user").prefetch_related("groups"))
 
 
@@ -689,7 +694,8 @@ def _groups(user: Any, names: list[Any]) -> list[Any]:
     if missing and is_manager(user):
         raise ApiError(400, f"there is no group {', '.join(map(repr, missing))}")
     if missing:
-        raise ApiError(403, f"you may share a job only with groups you are a member of; not {', '.join(map(repr, missing))}")
+        listed = ", ".join(map(repr, missing))
+        raise ApiError(403, f"you may share a job only with groups you are a member of; not {listed}")
     return found
 
 

@@ -51,7 +51,7 @@ def can_access(user: Any, job: Job) -> bool:
     return job.groups.filter(pk__in=user.groups.values("pk")).exists()
 
 
-def visible_jobs(user: Any, queryset: "QuerySet[Job] | None" = None) -> "QuerySet[Job]":
+def visible_jobs(user: Any, queryset: QuerySet[Job] | None = None) -> QuerySet[Job]:
     """Return the jobs `user` may see: everything for managers, else own and shared ones."""
     jobs = Job.objects.all() if queryset is None else queryset
     if not user.is_authenticated:

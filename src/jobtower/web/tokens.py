@@ -9,6 +9,7 @@ The digest, not a piece of the hash itself, goes into the token: a signed value 
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +39,9 @@ def make_token(user: Any) -> str:
 def user_for_token(token: str, max_age: float | None = None) -> Any | None:
     """Return the active user `token` was issued to, or None when it is forged, stale or revoked."""
     try:
-        data = signing.loads(token, salt=SALT, max_age=max_age)
+        data = signing.loads(
+            token, salt=SALT, max_age=None if max_age is None else datetime.timedelta(seconds=max_age)
+        )
     except (signing.BadSignature, ValueError, TypeError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("u"), str) or not isinstance(data.get("p"), str):

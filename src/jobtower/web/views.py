@@ -9,8 +9,9 @@ from __future__ import annotations
 import mimetypes
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -345,7 +346,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return HttpResponse(f"the query parameter {field!r:.40} contains a NUL character", status=400,
                             content_type="text/plain")
     table = JobsTable(
-        jobs=Job.objects.filter(user=request.user),
+        jobs=Job.objects.filter(user_id=request.user.pk or 0),
         column_fields=("id", "name", ("App", "label"), ("Type", "job_type"), "creation_time", "run_time"),
         reverse_sort=True, hover=True, striped=True, refresh_interval=2000,
     )
@@ -378,7 +379,7 @@ def submit_local(request: HttpRequest) -> HttpResponse:
     if field is not None:
         errors.append(f"{field} contains a NUL character, which cannot be stored; remove it")
     timeout = request.POST.get("timeout", "").strip()
-    options: dict[str, object] = {"command": command} if command else {}
+    options: dict[str, Any] = {"command": command} if command else {}
     if timeout:
         options["timeout"] = timeout
     if not errors:
@@ -392,7 +393,7 @@ def submit_local(request: HttpRequest) -> HttpResponse:
         except (ValueError, TypeError, JobError) as exc:
             errors.append(str(exc))
     if errors:
-        table = JobsTable(jobs=Job.objects.filter(user=request.user), reverse_sort=True)
+        table = JobsTable(jobs=Job.objects.filter(user_id=request.user.pk or 0), reverse_sort=True)
         return render(request, "jobtower/home.html",
                       {"table": table, "errors": errors, "form": request.POST, "may_run": True}, status=400)
     return HttpResponseRedirect(reverse("jobtower:home"))
