@@ -306,7 +306,7 @@ def _clean_json(value: Any, what: str) -> Any:
     """Return `value` if it is JSON the database takes (finite numbers, no NUL, bounded); else ValueError."""
     try:
         text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{what} is not plain JSON: {exc}") from None
     if "\\u0000" in text:
         raise ValueError(f"{what} holds a NUL character, which cannot be stored")
@@ -853,7 +853,7 @@ def execute(job: Job) -> None:
         return
     try:
         job.ensure_folder()
-        backend.submit(job)
+        note = backend.submit(job)
     except Exception as exc:
         reason = f"{backend.name} did not accept the job: {type(exc).__name__}: {exc}"
         log.exception("submitting job %s failed", job.pk)
@@ -861,6 +861,10 @@ def execute(job: Job) -> None:
         raise SubmitError(reason) from exc
     if job.engine_data:
         Job.objects.filter(pk=job.pk).update(engine_data=job.engine_data)
+    if note:
+        # Only while it still waits: a worker that claimed it meanwhile has its own words.
+        if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=note[:MAX_MESSAGE]):
+            job._set(status_message=note[:MAX_MESSAGE])
 
 
 def _current(job: Job) -> Status:
