@@ -688,12 +688,18 @@ def settle(job: Job) -> bool:
 # -- freshness ------------------------------------------------------------------------------------
 
 
+_RESULTS_READY = Status.RESULTS_READY.value
+_POLLED_CODES = frozenset(s.value for s in statuses.POLLED)
+
+
 def refresh_if_due(job: Job) -> bool:
     """Ask the engine about an active job if the last check is older than the interval."""
-    if job.status_code is Status.RESULTS_READY:
+    code = job._status  # the stored code: this runs on every status read, so no enum lookups
+    if code == _RESULTS_READY:
         return settle(job)
     interval = conf.get("STATUS_REFRESH_INTERVAL")
-    if interval is None or job.pk is None or job.status_code not in statuses.POLLED:
+    # backend_path None: no engine, whatever the settings say (BACKENDS only swaps engines).
+    if interval is None or job.pk is None or job.backend_path is None or code not in _POLLED_CODES:
         return False
     last = job.last_status_check
     if last is not None and (timezone.now() - last).total_seconds() < interval:
