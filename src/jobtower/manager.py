@@ -411,10 +411,6 @@ def record_facts(job: Job, observation: Observation) -> bool:
     return True
 
 
-#: Kept for callers of the first release: progress is one of the facts recorded.
-record_progress = record_facts
-
-
 def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str = "engine") -> int:
     """Apply a poll's observations; moves that many jobs share are written in bulk. Return moves.
 
