@@ -24,6 +24,7 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 
+from jobtower import manager
 from jobtower.models import Job, JobEvent
 from jobtower.statuses import Status
 from jobtower.web.actions import BUILTIN, DEFAULT_ACTIONS, CustomAction, TableAction
@@ -267,9 +268,10 @@ class TableConfig:
 
     def _buttons(self, job: Job) -> list[str]:
         buttons = []
+        capabilities = manager.capabilities(job)  # once per row, not once per button
         for name in [*self.actions, *(c["name"] for c in self.custom)]:
             action = self.action(name)
-            if action is None or not action.enabled_for(job):
+            if action is None or not action.enabled_for(job, capabilities):
                 continue
             label = escape(action.label)
             if action.is_link:

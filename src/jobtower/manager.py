@@ -806,16 +806,25 @@ NEEDS: dict[str, Capability] = {
 }
 
 
+_EVERYTHING = frozenset(Capability)
+
+
 def capabilities(job: Job) -> frozenset[Capability]:
     """Return what the job's engine can do (everything for a job the app drives itself)."""
+    if job.backend_path is None:
+        return _EVERYTHING
     backend = job.get_backend()
-    return frozenset(Capability) if backend is None else frozenset(backend.capabilities)
+    return _EVERYTHING if backend is None else backend.capabilities
 
 
-def supports(job: Job, action: str) -> bool:
-    """Return True when the job's engine can do `action` (execute, stop, pause, resume, logs, ...)."""
+def supports(job: Job, action: str, known: frozenset[Capability] | None = None) -> bool:
+    """Return True when the job's engine can do `action` (execute, stop, pause, resume, logs, ...).
+
+    `known` is the job's capabilities when the caller has them already (a table row asks for several
+    actions of one job).
+    """
     need = NEEDS.get(action)
-    return need is None or need in capabilities(job)
+    return need is None or need in (capabilities(job) if known is None else known)
 
 
 def require(job: Job, action: str) -> None:

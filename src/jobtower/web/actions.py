@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobtower import manager, statuses
+from jobtower.backends import Capability
 from jobtower.models import Job
 from jobtower.statuses import Status
 
@@ -43,13 +44,13 @@ class TableAction:
         """Return True when the action is a link to a page, not a POST."""
         return self.perform is None
 
-    def enabled_for(self, job: Job) -> bool:
+    def enabled_for(self, job: Job, capabilities: frozenset[Capability] | None = None) -> bool:
         """Return True when the job's status allows the action and its engine can do it."""
-        return not self.refusal(job)
+        return not self.refusal(job, capabilities)
 
-    def refusal(self, job: Job) -> str:
+    def refusal(self, job: Job, capabilities: frozenset[Capability] | None = None) -> str:
         """Return why the action is not possible for the job now ("" when it is)."""
-        if self.verb and not manager.supports(job, self.verb):
+        if self.verb and not manager.supports(job, self.verb, capabilities):
             return f"{self.label} is not possible for job {job.pk}: its engine does not support it"
         if job.status_code not in self.enabled_in:
             return f"{self.label} is not possible while job {job.pk} is {job.status_code.display}"
