@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from jobtower import conf, statuses
+from jobtower import conf, outbox, statuses
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.errors import AlreadyExecuted, InvalidTransition, NotSupported, StopError, SubmitError
 from jobtower.models import Job, JobEvent
@@ -230,15 +230,18 @@ def transition(
             if moved:
                 if resubmit:
                     values["attempt"] = Job.objects.values_list("attempt", flat=True).get(pk=job.pk)
+                attempt = values.get("attempt", job.attempt)
                 JobEvent.objects.create(
                     job_id=job.pk,
-                    attempt=values.get("attempt", job.attempt),
+                    attempt=attempt,
                     from_status=current.value,
                     to_status=new.value,
                     time=now,
                     source=source,
                     message=message,
                 )
+                # The move's notifications commit with it, or not at all (see jobtower.outbox).
+                outbox.enqueue([outbox.Move(job, current, new, source, message, attempt, now)])
         if moved:
             job._set(**values)
             _announce(job, current, new, source, message)
@@ -482,6 +485,7 @@ def _move_many(jobs: list[Job], current: Status, new: Status, message: str, sour
                      to_status=new.value, time=now, source=source, message=message)
             for pk in ids
         )
+        outbox.enqueue([outbox.Move(by_id[pk], current, new, source, message, by_id[pk].attempt, now) for pk in ids])
     for pk in ids:
         job = by_id.pop(pk)
         job._set(**values)
@@ -522,6 +526,7 @@ def claim(job_types: Iterable[str], limit: int, *, source: str) -> list[Job]:
                      to_status=Status.RUNNING.value, time=now, source=source)
             for j in jobs
         )
+        outbox.enqueue([outbox.Move(j, Status.SUBMITTED, Status.RUNNING, source, "", j.attempt, now) for j in jobs])
     for job in jobs:
         job._set(**values)
         _announce(job, Status.SUBMITTED, Status.RUNNING, source, "")
