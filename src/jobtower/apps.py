@@ -9,3 +9,12 @@ class JobtowerConfig(AppConfig):
     name = "jobtower"
     verbose_name = "Jobs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, pre_delete
+
+        from jobtower import manager
+
+        # Every way of deleting jobs (a user's cascade included) stops them and removes their folders.
+        pre_delete.connect(manager.stop_before_delete, dispatch_uid="jobtower.stop_before_delete")
+        post_delete.connect(manager.remove_folder_after_delete, dispatch_uid="jobtower.remove_folder")
