@@ -37,3 +37,9 @@ def report_progress(flag: str) -> str:
 def environment_names() -> list:
     """Return the names in the job's environment."""
     return sorted(os.environ)
+
+
+def nul_progress() -> str:
+    """Report progress whose message holds a NUL byte (PostgreSQL text cannot hold one)."""
+    jobtower.progress(10, "a\x00b")
+    return "done"

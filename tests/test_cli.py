@@ -102,6 +102,7 @@ def test_serve_runs_the_site_behind_gunicorn_and_lets_the_first_user_in(tmp_path
         assert _run(env, "logs", job_id, "--stderr") == "careful\n"
         shown = _run(env, "show", job_id)
         assert "Complete" in shown and "SUB -> RUN" in shown and "RUN -> COM" in shown
+        assert "engine can: callbacks, hold, limits, log_files, logs, poll, stop, submit" in shown
         assert f"{job_id}  Complete" in _run(env, "list")
         page = opener.open(f"{base}/").read().decode()
         assert f"{job_id}: sh -c echo hello from a job; echo 1&gt;&amp;2 careful" in page

@@ -233,6 +233,8 @@ def test_pause_on_an_engine_that_cannot_hold_is_not_offered_and_refused_with_409
     user.user_permissions.add(Permission.objects.get(codename="add_job", content_type__app_label="jobtower"))
     api = client.post(f"/api/jobs/{job.pk}/pause/")
     assert api.status_code == 409 and "does not support" in api.json()["error"]
+    shown = client.get(f"/api/jobs/{job.pk}/").json()
+    assert "hold" not in shown["capabilities"] and {"submit", "stop", "logs"} <= set(shown["capabilities"])
     assert fresh(job).status_code is Status.RUNNING and ("hold", job.pk) not in no_hold.calls
 
 

@@ -243,6 +243,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Show one job: its record and its history."""
     _setup()
+    from jobtower import manager
+
     job = _cli_job(args.job_id)
     rows = [
         ("id", job.pk), ("name", job.name), ("type", job.job_type), ("app", job.label),
@@ -251,6 +253,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("attempt", job.attempt), ("created", job.creation_time), ("executed", job.execute_time),
         ("started", job.start_time), ("completed", job.completion_time), ("run time", job.run_time),
         ("folder", job.folder if job.workspace else ""), ("result", job.result),
+        ("engine can", ", ".join(sorted(c.value for c in manager.capabilities(job)))),
+        ("stale since", job.stale_since),
     ]
     for key, value in rows:
         print(f"{key:>10}: {'' if value is None else value}")

@@ -309,7 +309,7 @@ def _clean_json(value: Any, what: str) -> Any:
     """Return `value` if it is JSON the database takes (finite numbers, no NUL, bounded); else ValueError."""
     try:
         text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{what} is not plain JSON: {exc}") from None
     if "\\u0000" in text:
         raise ValueError(f"{what} holds a NUL character, which cannot be stored")
@@ -412,10 +412,6 @@ def record_facts(job: Job, observation: Observation) -> bool:
         Job.objects.filter(pk=job.pk).update(**values)
     job._set(**values)
     return True
-
-
-#: Kept for callers of the first release: progress is one of the facts recorded.
-record_progress = record_facts
 
 
 def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str = "engine") -> int:
@@ -693,12 +689,18 @@ def settle(job: Job) -> bool:
 # -- freshness ------------------------------------------------------------------------------------
 
 
+_RESULTS_READY = Status.RESULTS_READY.value
+_POLLED_CODES = frozenset(s.value for s in statuses.POLLED)
+
+
 def refresh_if_due(job: Job) -> bool:
     """Ask the engine about an active job if the last check is older than the interval."""
-    if job.status_code is Status.RESULTS_READY:
+    code = job._status  # the stored code: this runs on every status read, so no enum lookups
+    if code == _RESULTS_READY:
         return settle(job)
     interval = conf.get("STATUS_REFRESH_INTERVAL")
-    if interval is None or job.pk is None or job.status_code not in statuses.POLLED:
+    # backend_path None: no engine, whatever the settings say (BACKENDS only swaps engines).
+    if interval is None or job.pk is None or job.backend_path is None or code not in _POLLED_CODES:
         return False
     last = job.last_status_check
     if last is not None and (timezone.now() - last).total_seconds() < interval:
@@ -858,7 +860,7 @@ def execute(job: Job) -> None:
         return
     try:
         job.ensure_folder()
-        backend.submit(job)
+        note = backend.submit(job)
     except Exception as exc:
         reason = f"{backend.name} did not accept the job: {type(exc).__name__}: {exc}"
         log.exception("submitting job %s failed", job.pk)
@@ -866,6 +868,10 @@ def execute(job: Job) -> None:
         raise SubmitError(reason) from exc
     if job.engine_data:
         Job.objects.filter(pk=job.pk).update(engine_data=job.engine_data)
+    if note:
+        # Only while it still waits: a worker that claimed it meanwhile has its own words.
+        if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=note[:MAX_MESSAGE]):
+            job._set(status_message=note[:MAX_MESSAGE])
 
 
 def _current(job: Job) -> Status:

@@ -101,8 +101,11 @@ class Backend:
     def check(self, job: Job) -> None:
         """Raise EngineUnavailable when this engine cannot take `job` now (nothing has moved yet)."""
 
-    def submit(self, job: Job) -> None:
-        """Hand the job to the engine; store engine ids in job.engine_data."""
+    def submit(self, job: Job) -> str | None:
+        """Hand the job to the engine; store engine ids in job.engine_data.
+
+        Return a note for the user while the job waits (stored as its status message), or None.
+        """
         raise NotImplementedError
 
     def poll(self, jobs: Sequence[Job]) -> PollResult | dict[int, Observation]:

@@ -294,20 +294,18 @@ class LocalBackend(Backend):
         Capability.LOG_FILES, Capability.CALLBACKS, Capability.LIMITS,
     })
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> str | None:
         """Prepare the attempt's folder; a worker claims the Submitted job and starts it.
 
         With no live worker, the job still waits in the queue, but its status message says why.
         """
-        from jobtower.models import Job, Worker
+        from jobtower.models import Worker
 
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
         horizon = timezone.now() - datetime.timedelta(seconds=WORKER_STALE_AFTER)
         if Worker.objects.filter(kind="worker", heartbeat__gte=horizon).exists():
-            return
-        # Only while still Submitted: a worker that claimed it meanwhile wrote its own message.
-        if Job.objects.filter(pk=job.pk, _status=Status.SUBMITTED.value).update(status_message=NO_WORKER):
-            job._set(status_message=NO_WORKER)
+            return None
+        return NO_WORKER
 
     def observe_one(self, job: LocalJob) -> Observation | None:
         """Return what the attempt's files and processes say about one job (None: nothing new)."""
@@ -316,7 +314,8 @@ class LocalBackend(Backend):
         percent = progress.get("percent") if isinstance(progress, dict) else None
         extra: dict[str, Any] = {}
         if isinstance(percent, (int, float)):
-            extra = {"progress": float(percent), "progress_message": str(progress.get("message", ""))}
+            # As the job wrote it: the manager bounds it (a huge or infinite number is dropped).
+            extra = {"progress": percent, "progress_message": str(progress.get("message", ""))}
         # The supervisor writes supervisor.pid, runs the job, writes exit.json, then exits. Reading in
         # the opposite order (was it started? is it alive? did it end?) leaves no gap in which a
         # healthy job looks lost: a supervisor found gone has written exit.json before it went.
@@ -335,7 +334,11 @@ class LocalBackend(Backend):
             if code == 0:
                 result = read_json(folder / "result.json") if job.function else None
                 if result is not None:
-                    result = result.get("value")
+                    if not isinstance(result, dict) or "value" not in result:
+                        return Observation(
+                            Status.ERROR, 'result.json was overwritten: it must hold {"value": ...}', **extra
+                        )
+                    result = result["value"]
                 return Observation(Status.COMPLETE, "", result=result, **extra)
             return Observation(Status.ERROR, _exit_message(code, folder), **extra)
         if alive:

@@ -31,6 +31,7 @@ from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from jobtower import manager, statuses
+from jobtower.backends import Capability
 from jobtower.errors import EngineUnavailable, InvalidTransition, JobError, StopError, SubmitError
 from jobtower.models import Job
 from jobtower.models.job import spec_fields
@@ -459,6 +460,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "result": job.result,
         "extended_properties": job.extended_properties,
         "spec": settings_,
+        "stale_since": _iso(job.stale_since),
+        "capabilities": sorted(c.value for c in manager.capabilities(job)),
     })
     return shown
 
@@ -965,6 +968,14 @@ def _component_schemas() -> dict[str, Any]:
             "result": {"description": "what the job returned (any JSON value)"},
             "extended_properties": {"type": "object"},
             "spec": {"type": "object", "description": "the job type's settings"},
+            "stale_since": _nullable(
+                "string", format="date-time",
+                description="set while the job's engine does not answer: the status is the last it gave",
+            ),
+            "capabilities": {
+                "type": "array", "items": {"type": "string", "enum": [c.value for c in Capability]},
+                "description": "what the job's engine can do; actions needing anything else answer 409",
+            },
         },
     }
     job["required"] = list(job["properties"])
