@@ -1,17 +1,17 @@
-"""The worker and the monitor as real processes: crashes, two workers, batched polls, callbacks, webhooks."""
+"""The worker and the monitor as real processes: crashes, two workers, batched polls, callbacks.
+
+Webhooks and e-mail, which the monitor delivers from the outbox, are tested in test_outbox.py.
+"""
 
 from __future__ import annotations
 
-import http.server
-import json
 import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
-from jobtower import manager, webhooks
+from jobtower import manager
 from jobtower.models import Job, JobEvent
 from jobtower.monitor import Monitor
 from jobtower.statuses import Status
@@ -139,45 +139,6 @@ def test_callback_burst_with_a_monitor_costs_one_check(client, job_manager, user
     assert monitor.check_requested() == 0 and memory.calls == [("poll", None)]
     monitor.heartbeat.remove()
     manager._monitor_seen[:] = [0.0, 0.0]
-
-
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[dict, str, bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append((json.loads(body), self.headers["X-Jobtower-Signature"], body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:  # noqa: ANN002
-        pass
-
-
-def test_webhooks_are_signed_and_a_dead_endpoint_fails_nothing(job_manager, user, settings, transactional_db,
-                                                               monkeypatch) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(webhooks, "BACKOFF", 0.01)
-    _Hook.received.clear()
-    settings.JOBTOWER = {**settings.JOBTOWER, "WEBHOOKS": [
-        {"url": f"http://127.0.0.1:{server.server_port}/hook", "secret": "s3cret"},
-        {"url": "http://127.0.0.1:9/nothing-listens-here", "secret": "x"},
-    ]}
-    try:
-        job = job_manager.create_job(name="hooked", user=user, job_type="BASIC")
-        job.execute()
-        job.status = "Running"
-        job.status = "Complete"
-        assert webhooks.wait_idle(30)
-    finally:
-        server.shutdown()
-    assert Job.objects.get(pk=job.pk).status_code is Status.COMPLETE
-    moves = [(payload["old"], payload["new"]) for payload, _, _ in _Hook.received]
-    assert moves == [("Pending", "Submitted"), ("Submitted", "Running"), ("Running", "Complete")]
-    for payload, signature, body in _Hook.received:
-        assert payload["job_id"] == job.pk and webhooks.sign_ok("s3cret", body, signature)
-        assert not webhooks.sign_ok("wrong", body, signature)
 
 
 def test_a_job_deleted_while_it_ends_does_not_stop_the_worker(job_manager, user, local_worker) -> None:

@@ -10,7 +10,7 @@ from django.contrib import admin
 
 from jobtower import conf
 from jobtower.dotted import function_path
-from jobtower.models import Job, JobEvent, Scheduler
+from jobtower.models import Delivery, Job, JobEvent, Scheduler
 from jobtower.statuses import Status
 from jobtower.web.permissions import RUN_PERMISSION
 
@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     _SchedulerForm = forms.ModelForm[Scheduler]
     _JobForm = forms.ModelForm[Job]
     _SchedulerAdmin = admin.ModelAdmin[Scheduler]
+    _DeliveryAdmin = admin.ModelAdmin[Delivery]
 else:
     _JobEventInline = admin.TabularInline
-    _JobAdmin = _JobEventAdmin = _SchedulerAdmin = admin.ModelAdmin
+    _JobAdmin = _JobEventAdmin = _SchedulerAdmin = _DeliveryAdmin = admin.ModelAdmin
     _SchedulerForm = _JobForm = forms.ModelForm
 
 
@@ -131,6 +132,26 @@ class JobEventAdmin(_JobEventAdmin):
     list_filter = ("to_status", "source")
     list_select_related = ("job",)
     readonly_fields = ("job", "attempt", "from_status", "to_status", "time", "source", "message")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_DeliveryAdmin):
+    """The outbox, for inspection: what was sent, what is retried, what failed and why."""
+
+    list_display = ("id", "job_id", "kind", "target", "state", "attempts", "next_attempt_at", "sent_at")
+    list_filter = ("state", "kind")
+    search_fields = ("target",)
+    readonly_fields = (
+        "key", "job_id", "kind", "target", "payload", "state", "attempts", "created", "next_attempt_at",
+        "claimed_until", "sent_at", "last_error",
+    )
+    exclude = ("endpoint",)
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -11,7 +11,10 @@ class JobtowerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from jobtower import webhooks
-        from jobtower.signals import job_status_changed
+        from django.db.models.signals import post_delete, pre_delete
 
-        job_status_changed.connect(webhooks.on_status_changed, dispatch_uid="jobtower.webhooks")
+        from jobtower import manager
+
+        # Every way of deleting jobs (a user's cascade included) stops them and removes their folders.
+        pre_delete.connect(manager.stop_before_delete, dispatch_uid="jobtower.stop_before_delete")
+        post_delete.connect(manager.remove_folder_after_delete, dispatch_uid="jobtower.remove_folder")

@@ -19,6 +19,16 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_REQUIRES_TOKEN": True,
     # Webhooks called on every status change: [{"url": ..., "secret": ...}] (see jobtower.webhooks).
     "WEBHOOKS": [],
+    # E-mail to a job's owner when it reaches one of these statuses, e.g.
+    # {"statuses": ["Complete", "Error"], "from_email": "jobs@example.org"}; None sends none.
+    "NOTIFY_EMAIL": None,
+    # Notifications (webhooks, e-mail) are sent by the monitor from the outbox: at most this many per
+    # round, each attempt given this many seconds, retried after DELIVERY_BACKOFF seconds (doubling
+    # each time, at most an hour) until DELIVERY_MAX_ATTEMPTS attempts failed.
+    "DELIVERY_BATCH": 20,
+    "DELIVERY_TIMEOUT": 5.0,
+    "DELIVERY_BACKOFF": 10.0,
+    "DELIVERY_MAX_ATTEMPTS": 8,
     # Which backend runs a job type: {"CONDOR": "module:Class"} or {"CONDOR": {"BACKEND": ..., "OPTIONS": {}}};
     # types not named run on the backend their class declares.
     "BACKENDS": {},

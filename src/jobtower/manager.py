@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from jobtower import conf, statuses
+from jobtower import conf, outbox, statuses
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.errors import AlreadyExecuted, InvalidTransition, NotSupported, StopError, SubmitError
 from jobtower.models import Job, JobEvent
@@ -230,15 +230,18 @@ def transition(
             if moved:
                 if resubmit:
                     values["attempt"] = Job.objects.values_list("attempt", flat=True).get(pk=job.pk)
+                attempt = values.get("attempt", job.attempt)
                 JobEvent.objects.create(
                     job_id=job.pk,
-                    attempt=values.get("attempt", job.attempt),
+                    attempt=attempt,
                     from_status=current.value,
                     to_status=new.value,
                     time=now,
                     source=source,
                     message=message,
                 )
+                # The move's notifications commit with it, or not at all (see jobtower.outbox).
+                outbox.enqueue([outbox.Move(job, current, new, source, message, attempt, now)])
         if moved:
             job._set(**values)
             _announce(job, current, new, source, message)
@@ -478,6 +481,7 @@ def _move_many(jobs: list[Job], current: Status, new: Status, message: str, sour
                      to_status=new.value, time=now, source=source, message=message)
             for pk in ids
         )
+        outbox.enqueue([outbox.Move(by_id[pk], current, new, source, message, by_id[pk].attempt, now) for pk in ids])
     for pk in ids:
         job = by_id.pop(pk)
         job._set(**values)
@@ -518,6 +522,7 @@ def claim(job_types: Iterable[str], limit: int, *, source: str) -> list[Job]:
                      to_status=Status.RUNNING.value, time=now, source=source)
             for j in jobs
         )
+        outbox.enqueue([outbox.Move(j, Status.SUBMITTED, Status.RUNNING, source, "", j.attempt, now) for j in jobs])
     for job in jobs:
         job._set(**values)
         _announce(job, Status.SUBMITTED, Status.RUNNING, source, "")
@@ -895,18 +900,24 @@ def stop(job: Job) -> None:
             f"job {job.pk} is already {current.display}: there is nothing to stop",
             job_id=job.pk, current=current.value, new=Status.ABORTED.value,
         )
-    backend = job.get_backend()
-    if backend is not None and current is not Status.PENDING:
-        require(job, "stop")
-        try:
-            backend.cancel(job)
-        except Exception as exc:
-            log.exception("stopping job %s failed", job.pk)
-            raise StopError(
-                f"{backend.name} could not stop job {job.pk}: {type(exc).__name__}: {exc}. "
-                "Its status is unchanged; try again when the engine answers."
-            ) from exc
+    _cancel_on_engine(job, current)
     transition(job, Status.ABORTED, source="stop", message="stopped by a user", strict=False)
+
+
+def _cancel_on_engine(job: Job, current: Status) -> None:
+    """Ask the engine to end an active job (a Pending one has nothing there); raise StopError or NotSupported."""
+    backend = job.get_backend()
+    if backend is None or current is Status.PENDING:
+        return
+    require(job, "stop")
+    try:
+        backend.cancel(job)
+    except Exception as exc:
+        log.exception("stopping job %s failed", job.pk)
+        raise StopError(
+            f"{backend.name} could not stop job {job.pk}: {type(exc).__name__}: {exc}. "
+            "Its status is unchanged; try again when the engine answers."
+        ) from exc
 
 
 def pause(job: Job) -> None:
@@ -962,9 +973,71 @@ def delete(job: Job, *, force: bool = False, using: str | None = None) -> tuple[
             if not force:
                 raise
             log.warning("deleting job %s although its engine could not stop it", job.pk)
-    folder = job.folder if job.workspace else None
-    with transaction.atomic(using=using):
-        result = models.Model.delete(job, using=using)
-        if folder is not None:
-            transaction.on_commit(lambda: job._remove_folder(folder), using=using, robust=True)
-    return result
+    job.__dict__[_STOPPED_FOR_DELETE] = True  # the pre_delete receiver has nothing left to do
+    # The post_delete receiver removes the job's own folder once the deletion commits.
+    return models.Model.delete(job, using=using)
+
+
+# -- every other way of deleting jobs (QuerySet.delete(), a deleted user's cascade) ----------------
+
+#: Set on a job whose deletion was decided by delete() (stopped, or forced): the receivers skip it.
+_STOPPED_FOR_DELETE = "_stopped_for_delete"
+
+
+def delete_many(jobs: models.QuerySet[Job]) -> tuple[int, dict[str, int]]:
+    """Stop the active jobs among `jobs`, then delete them all; each one's own folder goes on commit.
+
+    What Job.delete() does for one job, for a QuerySet.delete(). A job whose engine cannot stop it
+    refuses the whole deletion (nothing is deleted; the others stopped stay Aborted): deleting the
+    record would leave the job running with nobody able to see or stop it.
+    """
+    active = list(jobs.filter(_status__in=[s.value for s in Status if s.is_active]))
+    for job in active:
+        if job.status_code is not Status.PENDING:
+            require(job, "stop")  # refused before anything is stopped
+    failures = []
+    for job in active:
+        try:
+            stop(job)
+        except InvalidTransition:
+            pass  # it ended meanwhile
+        except StopError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise StopError(
+            f"deleting {len(failures)} of these jobs was refused, because their engine could not stop them, "
+            f"so none was deleted: {' '.join(failures)} Delete them one by one with job.delete(force=True) "
+            "to delete them anyway."
+        )
+    return models.QuerySet.delete(jobs)
+
+
+def stop_before_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """pre_delete receiver: end an active job on its engine before its record goes (a cascade's safety net).
+
+    Deleting a user cascades to their jobs without Job.delete() or QuerySet.delete(); the record
+    vanishes within this transaction, so the job is only cancelled on its engine (no Aborted move is
+    recorded for a record being deleted). An engine that cannot stop it refuses the whole deletion.
+    """
+    if not isinstance(instance, Job) or instance.__dict__.get(_STOPPED_FOR_DELETE) or instance.pk is None:
+        return
+    current = instance.status_code
+    if not current.is_active:
+        return
+    try:
+        _cancel_on_engine(instance, current)
+    except (StopError, NotSupported) as exc:
+        raise StopError(
+            f"deleting {instance} was refused, so nothing was deleted: it is {current.display} and could not "
+            f"be stopped ({exc}) Stop or delete the job first; job.delete(force=True) deletes it although "
+            "it may run on."
+        ) from exc
+    log.info("job %s: cancelled on its engine, as its record is deleted", instance.pk)
+
+
+def remove_folder_after_delete(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+    """post_delete receiver: remove a deleted job's own folder (nothing else) once the deletion commits."""
+    if not isinstance(instance, Job) or instance.pk is None or not instance.workspace:
+        return
+    folder = instance.folder
+    transaction.on_commit(lambda: instance._remove_folder(folder), using=using, robust=True)

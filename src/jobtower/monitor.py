@@ -3,7 +3,9 @@
 Each cycle it asks every engine once about all of that engine's active jobs and applies the answers
 (moves, progress, stale marks), then hands Results-Ready jobs to a small pool of threads that run their
 results steps (fetch outputs, process_results_function), so a slow or hanging function never holds
-up status tracking for the other jobs.
+up status tracking for the other jobs. It also sends the notifications in the outbox (webhooks,
+e-mail; see jobtower.outbox): on a thread of its own when it runs, so a slow endpoint never holds up
+status polling, or in each cycle when cycles are driven one by one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connections
 
-from jobtower import manager, statuses
+from jobtower import conf, manager, outbox, statuses
 from jobtower.backends import Backend, Capability, EngineKey, backend_at, engine_key
 from jobtower.registry import registered_classes
 from jobtower.worker import Heartbeat, _stop_on_signals
@@ -54,6 +56,7 @@ class Monitor:
         check_interval: float = 0.2,
         name: str | None = None,
         results_threads: int = 2,
+        delivery_thread: bool = True,
     ) -> None:
         self.interval = interval
         self.check_interval = check_interval
@@ -64,6 +67,10 @@ class Monitor:
         self.results_threads = results_threads
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[int, Future[None]] = {}
+        #: run() sends notifications on a thread of their own; without one, cycle() sends them.
+        self.delivery_thread = delivery_thread
+        self._sender: threading.Thread | None = None
+        self._quit = threading.Event()
 
     def cycle(self) -> int:
         """Poll every engine once for all its active jobs, then start due results steps; return moves."""
@@ -77,6 +84,8 @@ class Monitor:
             if jobs:
                 moved += self._poll(backend_at(key), jobs)
         self.results()
+        if self._sender is None:
+            self.deliver()
         return moved
 
     def check_requested(self) -> int:
@@ -140,6 +149,24 @@ class Monitor:
         for future in list(self._running.values()):
             future.exception(timeout=timeout)
 
+    # -- notifications ----------------------------------------------------------------------------
+
+    def deliver(self) -> int:
+        """Send one bounded batch of due notifications from the outbox; return how many were delivered."""
+        try:
+            return outbox.deliver_due()
+        except Exception:
+            log.exception("%s: sending notifications failed; going on", self.name)
+            return 0
+
+    def _send_loop(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.deliver()
+                stop.wait(max(self.check_interval, 0.5))
+        finally:
+            connections.close_all()  # this thread's own connections
+
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -149,6 +176,11 @@ class Monitor:
         self.heartbeat.beat(force=True)
         log.info("%s: checking active jobs every %.1f s", self.name, self.interval)
         next_cycle = 0.0
+        if self.delivery_thread:
+            self._sender = threading.Thread(
+                target=self._send_loop, args=(self._quit,), name="jobtower-outbox", daemon=True
+            )
+            self._sender.start()
         try:
             while not stop.is_set():
                 try:
@@ -169,5 +201,9 @@ class Monitor:
                     if future.cancel():
                         manager.release_claim(pk)
                 self._pool.shutdown(wait=False)
+            if self._sender is not None:
+                self._quit.set()
+                self._sender.join(timeout=4 * float(conf.get("DELIVERY_TIMEOUT")) + 5)
+                self._sender = None
             self.heartbeat.remove()
             connections.close_all()

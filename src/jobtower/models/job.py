@@ -6,6 +6,8 @@ import datetime
 import functools
 import logging
 import shutil
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,8 +124,25 @@ def spec_fields(cls: type) -> dict[str, SpecField]:
     return found
 
 
+class JobQuerySet(models.QuerySet["Job"]):
+    """Jobs; delete() stops the active ones and removes each one's own folder, as Job.delete() does."""
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Stop the active jobs on their engines, then delete them and (on commit) their own folders."""
+        from jobtower import manager
+
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        return manager.delete_many(self)
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
 class Job(models.Model):
     """A job of any type; `get_job` and `list_jobs` return it as its own type's class."""
+
+    objects = JobQuerySet.as_manager()
 
     #: The registered type name; each proxy class sets its own.
     job_type_name = ""
@@ -209,11 +228,17 @@ class Job(models.Model):
         self.__dict__["_sealed"] = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in READ_ONLY and self.__dict__.get("_sealed"):
+        if name in READ_ONLY and self.__dict__.get("_sealed") and not self._same_user(name, value):
             raise AttributeError(f"{type(self).__name__}.{name} is read-only: {READ_ONLY[name]}")
         if name == "extended_properties":
             check_json(value, "extended_properties")
         super().__setattr__(name, value)
+
+    def _same_user(self, name: str, value: Any) -> bool:
+        # A related manager's query (user.jobtower_jobs.all()) caches the owner it was asked from on
+        # each job: allowed, since it changes nothing.
+        owner = self.__dict__.get("user_id")
+        return name == "user" and owner is not None and getattr(value, "pk", None) == owner
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Job:
@@ -376,8 +401,21 @@ class Job(models.Model):
         # Only the job's own folder: never the workspace, never through a symlink.
         if folder.is_symlink():
             folder.unlink()
-        elif folder.is_dir():
-            shutil.rmtree(folder)
+            return
+        # Renamed first, so the folder is gone at once: a job just stopped may still write into it
+        # (its supervisor records the exit), which would otherwise race the removal. What it writes
+        # into its current directory lands in the renamed folder, hence a few tries.
+        tomb = folder.with_name(f".{folder.name}.deleted-{uuid.uuid4().hex[:8]}")
+        try:
+            folder.rename(tomb)
+        except FileNotFoundError:
+            return
+        for _ in range(20):
+            shutil.rmtree(tomb, ignore_errors=True)
+            if not tomb.exists():
+                return
+            time.sleep(0.05)
+        log.warning("could not remove all of %s (the folder of deleted job %s)", tomb, self.pk)
 
     # -- engine -----------------------------------------------------------------------------------
 
