@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import jobtower
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.models import Job
 
 
 class MyFirstApp(jobtower.AppBase):
@@ -112,6 +118,64 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05, what
         time.sleep(interval)
 
 
+# -- waiting for jobs: one monitor cycle at a time, never a fixed sleep ------------------------------
+
+
+def fresh(job: Job | int) -> Job:
+    """Return the job (or job id) as stored now, as its own type's class."""
+    from jobtower.models import Job
+
+    return Job.objects.get(pk=job if isinstance(job, int) else job.pk)
+
+
+def drive(
+    job: Job | int,
+    done: Callable[[Job], bool],
+    timeout: float = 60.0,
+    what: str = "",
+    *,
+    interval: float = 0.2,
+    before: Callable[[], object] | None = None,
+) -> Job:
+    """Run monitor cycles (results steps included) until `done(job)`; return the job as stored.
+
+    `before` runs ahead of each cycle: an engine scripted by the test moves its jobs there.
+    """
+    from jobtower.monitor import Monitor
+
+    monitor = Monitor(results_threads=0)
+
+    def check() -> Job | None:
+        if before is not None:
+            before()
+        monitor.cycle()
+        current = fresh(job)
+        return current if done(current) else None
+
+    job_id = job if isinstance(job, int) else job.pk
+    return wait_for(check, timeout, interval=interval, what=what or f"job {job_id}")
+
+
+def ended(job: Job | int, timeout: float = 60.0) -> Job:
+    """Let time pass until the job is in a terminal status; return it as stored."""
+    job_id = job if isinstance(job, int) else job.pk
+    return drive(job, lambda j: j.status_code.is_terminal, timeout, f"job {job_id} to end")
+
+
+def status_is(job: Job | int, status: Status, timeout: float = 60.0) -> Job:
+    """Let time pass until the job is in `status`; return it as stored."""
+    job_id = job if isinstance(job, int) else job.pk
+    return drive(job, lambda j: j.status_code is status, timeout, f"job {job_id} to be {status.display}")
+
+
+def gone(pid: int | str) -> bool:
+    """Return True when the process has ended (a zombie has ended too: only its exit code is left)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+    except OSError:
+        return True  # no such process any more
+
+
 @pytest.fixture
 def local_worker(transactional_db: Any) -> Any:
     """A LOCAL worker running in a thread of the test process (jobs are real processes)."""
@@ -132,7 +196,6 @@ def local_worker(transactional_db: Any) -> Any:
 def engine_env(transactional_db: Any) -> dict[str, str]:
     """Environment for a `jobtower worker`/`monitor` subprocess on the test database."""
     import sys
-    from pathlib import Path
 
     from django.conf import settings
     from django.db import connection
@@ -152,3 +215,52 @@ def engine_env(transactional_db: Any) -> dict[str, str]:
         PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
     )
     return env
+
+
+# -- the loopback HTCondor pool (tests that use it carry the `condor` marker) --------------------------
+
+ENV_FILE = os.environ.get("JOBTOWER_CONDOR_ENV") or os.path.join(
+    os.environ.get("ENGINES_DIR", "/var/cache/engines"), "htcondor", "client.env"
+)
+
+
+def _client_env() -> dict[str, str]:
+    try:
+        lines = Path(ENV_FILE).read_text().splitlines()
+    except OSError as exc:
+        pytest.fail(f"no HTCondor pool: {ENV_FILE} is missing ({exc}); run scripts/engines/condor.sh up as root")
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="session")
+def pool() -> dict[str, str]:
+    """The loopback pool's client environment, applied to this process; fails when there is no pool."""
+    env = _client_env()
+    os.environ.update({k: v for k, v in env.items() if not k.startswith("JOBTOWER_")})
+    import htcondor
+
+    htcondor.reload_config()
+    try:
+        htcondor.Schedd().query("false", ["ClusterId"])
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the pool is not usable
+        pytest.fail(f"the HTCondor pool does not answer ({exc}); run scripts/engines/condor.sh up")
+    return env
+
+
+@pytest.fixture
+def workspace(pool: dict[str, str]) -> Any:
+    """A workspace the pool's job user can reach (pytest's own tmp dirs are private to root)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="jobtower-condor-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def in_queue(cluster: int) -> list[Any]:
+    """Return the ads of a cluster still in the local pool's queue."""
+    import htcondor
+
+    return list(htcondor.Schedd().query(f"ClusterId == {cluster}", ["JobStatus", "HoldReason"]))

@@ -1,4 +1,4 @@
-"""Job types used only by the tests: one on the in-memory engine, one that counts submissions in a file."""
+"""Job types used only by the tests: on the in-memory engine (as configured), and one that counts submissions."""
 
 from __future__ import annotations
 
@@ -49,6 +49,19 @@ if class_for_stored("MEMORY") is None:
     @register_job_type("COUNTING")
     class CountingJob(Job):
         backend_path = "tests.jobtypes:FileCountingBackend"
+
+        class Meta:
+            proxy = True
+            app_label = "jobtower"
+
+
+if class_for_stored("MEMORY_NO_HOLD") is None:
+
+    @register_job_type("MEMORY_NO_HOLD")
+    class MemoryNoHoldJob(Job):
+        """On the memory engine too; tests give it OPTIONS {"hold": False} in JOBTOWER["BACKENDS"]."""
+
+        backend_path = MEMORY_BACKEND
 
         class Meta:
             proxy = True

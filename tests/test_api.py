@@ -15,7 +15,7 @@ from jobtower.models import Job
 from jobtower.statuses import Status
 from jobtower.web import api
 from jobtower.web.tokens import make_token, user_for_token
-from tests.conftest import wait_for
+from tests.conftest import ended, gone, status_is, wait_for
 
 CSRF_SECRET = "a" * 32  # a well-formed CSRF secret, sent as cookie and header by "browser" sessions
 
@@ -43,15 +43,6 @@ def error_of(response: Any) -> str:
     assert set(body) <= {"error", "job"} and isinstance(body["error"], str) and body["error"]
     assert "Traceback" not in body["error"] and "<html" not in response.content.decode().lower()
     return body["error"]
-
-
-def ended(job_id: int, timeout: float = 30.0) -> Job:
-    wait_for(lambda: Job.objects.get(pk=job_id).status_code.is_terminal, timeout, what=f"job {job_id} to end")
-    return Job.objects.get(pk=job_id)
-
-
-def status_is(job_id: int, status: Status, timeout: float = 30.0) -> None:
-    wait_for(lambda: Job.objects.get(pk=job_id).status_code is status, timeout, what=f"job {job_id} {status.display}")
 
 
 # -- tokens -------------------------------------------------------------------------------------------
@@ -763,12 +754,4 @@ def test_deleting_a_running_local_job_stops_it(client, user, local_worker) -> No
     pid_file = job.folder / "attempts" / "1" / "supervisor.pid"
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="supervisor pid"))
     assert client.delete(f"/api/jobs/{job_id}/", **bearer(user)).status_code == 204
-    from pathlib import Path
-
-    def gone() -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"  # a zombie has ended
-        except OSError:
-            return True  # no such process any more
-
-    wait_for(gone, 10, what="the supervisor to end")
+    wait_for(lambda: gone(pid), 10, what="the supervisor to end")

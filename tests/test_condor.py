@@ -9,11 +9,8 @@ leaves them out); the tests above them need no pool and run in every tier.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +23,9 @@ from jobtower.models import CondorJob, Job, JobEvent, Scheduler, create_condor_s
 from jobtower.monitor import Monitor
 from jobtower.statuses import Status
 from tests import results_functions
-from tests.conftest import wait_for
+from tests.conftest import ended, fresh, in_queue, status_is, wait_for
 
 BACKEND_PATH = "jobtower.backends.condor:CondorBackend"
-ENV_FILE = os.environ.get("JOBTOWER_CONDOR_ENV") or os.path.join(
-    os.environ.get("ENGINES_DIR", "/var/cache/engines"), "htcondor", "client.env"
-)
 
 
 # -- the template mapping (pure: no pool, no database) ------------------------------------------
@@ -249,71 +243,15 @@ def test_a_poll_finds_procs_that_left_the_queue_meanwhile_with_two_queries(monke
 # -- the real pool -----------------------------------------------------------------------------------
 
 
-def _client_env() -> dict[str, str]:
-    try:
-        lines = Path(ENV_FILE).read_text().splitlines()
-    except OSError as exc:
-        pytest.fail(f"no HTCondor pool: {ENV_FILE} is missing ({exc}); run scripts/engines/condor.sh up as root")
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-
-
-@pytest.fixture(scope="session")
-def pool() -> dict[str, str]:
-    """The loopback pool's client environment, applied to this process; fails when there is no pool."""
-    env = _client_env()
-    os.environ.update({k: v for k, v in env.items() if not k.startswith("JOBTOWER_")})
-    import htcondor
-
-    htcondor.reload_config()
-    try:
-        htcondor.Schedd().query("false", ["ClusterId"])
-    except Exception as exc:  # noqa: BLE001 - whatever it is, the pool is not usable
-        pytest.fail(f"the HTCondor pool does not answer ({exc}); run scripts/engines/condor.sh up")
-    return env
-
-
 @pytest.fixture
 def backend(pool) -> Any:
     return get_backend(BACKEND_PATH)
-
-
-@pytest.fixture
-def workspace(pool) -> Any:
-    """A workspace the pool's job user can reach (pytest's own tmp dirs are private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="jobtower-condor-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> Path:
     path.write_text(text)
     path.chmod(mode)
     return path
-
-
-def fresh(job: Job) -> Job:
-    return Job.objects.get(pk=job.pk)
-
-
-def drive(job: Job, done: Callable[[Job], bool], timeout: float = 60.0, what: str = "") -> Job:
-    """Run monitor cycles until `done(job)`; return the job as stored."""
-    monitor = Monitor(results_threads=0)
-
-    def check() -> Job | None:
-        monitor.cycle()
-        current = fresh(job)
-        return current if done(current) else None
-
-    return wait_for(check, timeout, interval=0.3, what=what or f"job {job.pk}")
-
-
-def ended(job: Job, timeout: float = 60.0) -> Job:
-    return drive(job, lambda j: j.status_code.is_terminal, timeout, f"job {job.pk} to end")
-
-
-def status_is(job: Job, status: Status, timeout: float = 60.0) -> Job:
-    return drive(job, lambda j: j.status_code is status, timeout, f"job {job.pk} to be {status.display}")
 
 
 def condor_tool(pool: dict[str, str], *args: str) -> str:
@@ -323,12 +261,6 @@ def condor_tool(pool: dict[str, str], *args: str) -> str:
     out = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
-
-
-def in_queue(cluster: int) -> list[Any]:
-    import htcondor
-
-    return list(htcondor.Schedd().query(f"ClusterId == {cluster}", ["JobStatus", "HoldReason"]))
 
 
 def sleeper(job_manager, user, workspace: Path, seconds: int = 300, **options: Any) -> CondorJob:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from jobtower.backends import local
 from jobtower.models import Job, LocalJob
 from jobtower.statuses import Status
-from tests.conftest import wait_for
-
-
-def ended(job: Job, timeout: float = 30.0) -> Job:
-    """Wait until the job is in a terminal status and return it fresh."""
-    wait_for(lambda: Job.objects.get(pk=job.pk).status_code.is_terminal, timeout, what=f"job {job.pk} to end")
-    return Job.objects.get(pk=job.pk)
-
-
-def status_is(job: Job, status: Status, timeout: float = 30.0) -> Job:
-    wait_for(lambda: Job.objects.get(pk=job.pk).status_code is status, timeout, what=f"job {job.pk} {status.display}")
-    return Job.objects.get(pk=job.pk)
+from tests.conftest import ended, gone, status_is, wait_for
 
 
 def test_command_runs_in_its_folder_with_logs(job_manager, user, local_worker) -> None:
@@ -72,13 +60,6 @@ def test_stop_ends_the_whole_process_tree(job_manager, user, local_worker) -> No
     )
     running.stop()
     assert Job.objects.get(pk=job.pk).status_code is Status.ABORTED
-    def gone(pid: str) -> bool:
-        stat = Path(f"/proc/{pid}/stat")
-        try:
-            return stat.read_text().split(") ")[1][0] == "Z"  # a zombie has ended
-        except OSError:
-            return True
-
     for pid in pids:
         wait_for(lambda pid=pid: gone(pid), 10, what=f"child {pid} to end")
     assert Job.objects.get(pk=job.pk).status_message == "stopped by a user"

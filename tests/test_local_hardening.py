@@ -15,7 +15,7 @@ from jobtower.models import Job
 from jobtower.monitor import Monitor
 from jobtower.statuses import Status
 from jobtower.worker import LocalWorker
-from tests.conftest import wait_for
+from tests.conftest import gone, wait_for
 
 PAGE = 4096  # tmpfs counts space in pages
 
@@ -141,14 +141,6 @@ def test_a_function_job_still_imports_its_function_without_the_server_environmen
     done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status_code.is_terminal and j, 30, what="the job to end")
     assert done.status_code is Status.COMPLETE, done.status_message
     assert "PYTHONPATH" in done.result and not set(SERVER_SECRETS) & set(done.result)
-
-
-def gone(pid: int) -> bool:
-    """Return True when the process has ended (a zombie has ended too)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 def test_stop_returns_at_once_and_what_ignores_sigterm_is_killed_after_the_grace(

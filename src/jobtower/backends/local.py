@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 
-from jobtower.backends.base import Backend, Capability, Observation
+from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
@@ -362,11 +362,21 @@ class LocalBackend(Backend):
             "(the machine restarted, or the process was killed from outside)",
         )
 
-    def poll(self, jobs: Sequence[Job]) -> dict[int, Observation]:
-        """Read every job's attempt folder once; no engine to call."""
-        found: dict[int, Observation] = {}
+    def poll(self, jobs: Sequence[Job]) -> PollResult:
+        """Read every job's attempt folder once; no engine to call.
+
+        A job whose workspace is not there is reported unreachable, not observed: an unmounted file
+        system would otherwise read as "never started" and the job would be queued, and run, again.
+        """
+        answer = PollResult()
+        found = answer.observations
         for job in cast("Sequence[LocalJob]", jobs):
             try:
+                if job.workspace and not Path(job.workspace).is_dir():
+                    answer.unreachable[job.pk] = (
+                        f"its workspace {job.workspace} is not there (is the file system mounted?)"
+                    )
+                    continue
                 observation = self.observe_one(job)
             except Exception as exc:
                 # What a job writes is untrusted: one unreadable folder ends that job, not the poll.
@@ -375,7 +385,7 @@ class LocalBackend(Backend):
                 )
             if observation is not None:
                 found[job.pk] = observation
-        return found
+        return answer
 
     def enforce(self, jobs: Sequence[Job]) -> None:
         """End the jobs that ran past their timeout (the exit then reads as Error: timed out).
