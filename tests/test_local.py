@@ -211,3 +211,31 @@ def test_observing_healthy_jobs_in_a_tight_loop_never_calls_them_lost(job_manage
                 if observation.status is Status.COMPLETE:
                     break
         process.wait()
+
+
+def test_a_pause_between_claim_and_start_keeps_the_job_from_running(job_manager, user, transactional_db,
+                                                                     tmp_path) -> None:
+    from pathlib import Path
+
+    from jobtower import manager
+
+    flag = tmp_path / "ran"
+    job = job_manager.create_job(name="race", user=user, job_type="LOCAL", command=["touch", str(flag)])
+    job.execute()
+    (claimed,) = manager.claim(["LOCAL"], 1, source="test")  # a worker took it but has not started it
+    claimed.pause()  # finds no process yet: only its marker is left
+    process = local.spawn(claimed)  # the worker starts it now
+    try:
+        folder = local.attempt_dir(claimed)
+        wait_for(lambda: (folder / "supervisor.pid").exists(), 10, what="the supervisor to start")
+        state = wait_for(
+            lambda: (s := Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) == "T" and s,
+            10, what="the supervisor to stop itself",
+        )
+        assert state == "T" and not flag.exists()
+        claimed.resume()
+        process.wait(10)
+        assert flag.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -247,6 +247,11 @@ def test_an_engine_that_cannot_stop_refuses_stop_and_a_plain_delete(job_manager,
     assert 'data-jt-action="terminate"' not in html and 'data-jt-action="pause"' not in html
     with pytest.raises(NotSupported, match="cannot stop"):
         job.stop()
+    client = Client()
+    client.force_login(user)
+    logs = client.get(f"/api/jobs/{job.pk}/logs/")
+    assert logs.status_code == 409 and "cannot logs" not in logs.json()["error"]
+    assert "does not support it" in logs.json()["error"]
     with pytest.raises(NotSupported):
         job.delete()
     assert Job.objects.filter(pk=job.pk).exists()

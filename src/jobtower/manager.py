@@ -838,8 +838,9 @@ def require(job: Job, action: str) -> None:
         return
     backend = job.get_backend()
     engine = backend.name if backend is not None else "its engine"
+    doing = {"execute": "run", "logs": "show its logs"}.get(action, action)
     raise NotSupported(
-        f"{job.job_type} job {job.pk} cannot {action}: its engine ({engine}) does not support it",
+        f"{job.job_type} job {job.pk} cannot {doing}: its engine ({engine}) does not support it",
         job_id=job.pk, action=action, capability=NEEDS[action].value,
     )
 

@@ -47,11 +47,14 @@ if TYPE_CHECKING:
 #: The job runs in the background so that SIGTERM to the group (stop, timeout) ends the job while
 #: the supervisor, whose TERM handler does nothing, lives on to record the exit. SIGKILL ends both.
 #: When exit.json cannot be written at the end, the record overwrites the reserved bytes in place,
-#: which needs no new space.
+#: which needs no new space. A pause() that came before our pid was written left only its marker:
+#: hold() writes the marker then reads the pid, we write the pid then read the marker, so one of us
+#: always sees the other and the job never runs while its status says Paused.
 SUPERVISOR = r"""
 d=$1; shift
 printf '%80s\n' '' > "$d/exit.reserved" || exit 97
 echo $$ > "$d/supervisor.pid" || exit 98
+[ -e "$d/paused" ] && kill -STOP $$
 exec 2>/dev/null
 trap : TERM
 "$@" </dev/null >"$d/stdout.txt" 2>"$d/stderr.txt" &

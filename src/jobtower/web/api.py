@@ -32,7 +32,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from jobtower import manager, statuses
 from jobtower.backends import Capability
-from jobtower.errors import EngineUnavailable, InvalidTransition, JobError, StopError, SubmitError
+from jobtower.errors import EngineUnavailable, InvalidTransition, JobError, NotSupported, StopError, SubmitError
 from jobtower.models import Job
 from jobtower.models.job import spec_fields
 from jobtower.registry import job_class, registered_classes
@@ -758,6 +758,10 @@ def job_logs(request: HttpRequest, job_id: str) -> JsonResponse:
     job = _job(request, job_id)
     limit = _int_param(request, "tail", DEFAULT_LOG_TAIL, 1, MAX_LOG_TAIL)
     wanted = request.GET.get("stream") or None
+    try:
+        manager.require(job, "logs")
+    except NotSupported as exc:
+        raise ApiError(409, str(exc)) from None
     backend = job.get_backend()
     files: Mapping[str, Path] = {}
     texts: Mapping[str, Any] = {}
