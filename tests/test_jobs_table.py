@@ -275,3 +275,15 @@ def test_site_submit_form_runs_no_shell_and_reports_errors(client, user) -> None
     assert bad.status_code == 400 and "was not found on PATH" in bad.content.decode()
     unbalanced = client.post("/submit/", {"command": "echo 'oops"})
     assert unbalanced.status_code == 400 and "cannot be split" in unbalanced.content.decode()
+
+
+def test_infinite_progress_is_not_drawn_and_a_nul_in_the_search_finds_nothing_harmful(job_manager, user) -> None:
+    (job,) = make(job_manager, user, 1, name="inf")
+    Job.objects.filter(pk=job.pk).update(_status=Status.RUNNING.value, progress=float("inf"))
+    html = render(JobsTable(jobs=Job.objects.all()), user, "?jt_q=in%00f")
+    assert ids_in(html) == [job.pk]  # the NUL is dropped: "inf" is searched for, on every database
+    assert "inf%" not in html and "<progress" not in html
+    client = Client()
+    client.force_login(user)
+    page = client.get(f"/jobs/{job.pk}/")
+    assert page.status_code == 200 and b"<progress" not in page.content

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape  # the stdlib's: same escaping as Django's, without its lazy-string wrapper
@@ -121,7 +122,8 @@ class JobsTable:
         if sort.lstrip("-") not in SORTABLE:
             sort = default_sort
         status_filter = params.get(f"{p}_status", "")
-        query = params.get(f"{p}_q", "").strip()[:200]
+        # A NUL cannot reach PostgreSQL (it refuses the query): a search never holds one.
+        query = params.get(f"{p}_q", "").replace("\x00", "").strip()[:200]
         jobs, has_next = _page(self.jobs, page, self.page_size, sort, status_filter, query)
         config = self.config()
         rows = [mark_safe(config.row_html(job)) for job in jobs]  # built escaped, value by value
@@ -246,7 +248,7 @@ class TableConfig:
             cells.append(f'<td class="{css}">{value}</td>')
         if self.show_status:
             parts = [f'<span class="jobtower-badge status-{status.value}">{status.display}</span>']
-            if job.progress is not None and status.is_active:
+            if job.progress is not None and math.isfinite(job.progress) and status.is_active:
                 pct = f"{job.progress:.0f}"
                 parts.append(
                     f'<progress max="100" value="{job.progress:g}" title="{pct}% '

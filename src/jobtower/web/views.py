@@ -6,6 +6,7 @@ user-written text goes through Django's autoescaping (or `textContent` in the br
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import os
 import shlex
@@ -196,6 +197,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "streams": _streams(job),
         "results_url": results_url,
         "engine": job.get_backend(),
+        "progress_shown": job.progress is not None and math.isfinite(job.progress),
         "capabilities": sorted(c.value for c in manager.capabilities(job)),
     })
 
