@@ -58,6 +58,7 @@ def run_until_ended(worker: LocalWorker, job: Job, timeout: float = 30.0) -> Job
     return Job.objects.get(pk=job.pk)
 
 
+@pytest.mark.root
 def test_a_job_whose_pid_cannot_be_written_never_runs_and_says_why(
     job_manager, user, transactional_db, small_disk, tmp_path
 ) -> None:
@@ -79,6 +80,7 @@ def test_a_job_whose_pid_cannot_be_written_never_runs_and_says_why(
     assert [(e.from_status, e.to_status) for e in done.history()] == [("PEN", "SUB"), ("SUB", "RUN"), ("RUN", "ERR")]
 
 
+@pytest.mark.root
 def test_a_job_that_fills_the_disk_still_ends_with_its_exit_code_and_runs_once(
     job_manager, user, transactional_db, small_disk, tmp_path
 ) -> None:

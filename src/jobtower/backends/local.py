@@ -76,6 +76,9 @@ STOP_GRACE = 5.0
 START_GRACE = 30.0
 #: A worker whose heartbeat is older than this many seconds is gone (it beats every 5 s).
 WORKER_STALE_AFTER = 15
+_LIVE_WORKER_SQL = (
+    'SELECT 1 FROM "jobtower_worker" WHERE "kind" = \'worker\' AND "heartbeat" >= %s LIMIT 1'
+)
 NO_WORKER = "no LOCAL worker is running: start `jobtower worker` (or `jobtower serve`) to run this job"
 #: How much of the end of each log get_logs() returns.
 LOG_TAIL_BYTES = 1_000_000
@@ -302,13 +305,16 @@ class LocalBackend(Backend):
 
         With no live worker, the job still waits in the queue, but its status message says why.
         """
-        from jobtower.models import Worker
+        from django.db import connection
 
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
         horizon = timezone.now() - datetime.timedelta(seconds=WORKER_STALE_AFTER)
-        if Worker.objects.filter(kind="worker", heartbeat__gte=horizon).exists():
-            return None
-        return NO_WORKER
+        # Plain SQL: this runs once per submission, and the ORM would spend more building the query
+        # than the database spends answering it.
+        with connection.cursor() as cursor:
+            cursor.execute(_LIVE_WORKER_SQL, [connection.ops.adapt_datetimefield_value(horizon)])
+            alive = cursor.fetchone() is not None
+        return None if alive else NO_WORKER
 
     def observe_one(self, job: LocalJob) -> Observation | None:
         """Return what the attempt's files and processes say about one job (None: nothing new)."""
