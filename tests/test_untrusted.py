@@ -44,6 +44,26 @@ def settle(jobs: list[Job], timeout: float = 60.0, waiting_for: list[Job] | None
     return wait_for(done, timeout, interval=0.1, what="every job to end")
 
 
+def finished_function_jobs(job_manager, user, n: int, result: str) -> list[Job]:  # noqa: ANN001
+    """Return `n` claimed function jobs whose attempt folders say they ended well with `result`.
+
+    No process runs: the files are written as a supervisor and the job would, so a test can then
+    overwrite any of them as a hostile or broken job might.
+    """
+    for i in range(n):
+        job_manager.create_job(name=f"f{i}", user=user, job_type="LOCAL", function="tests.local_functions:add",
+                               args=[1, 2]).execute()
+    claimed = manager.claim(["LOCAL"], n, source="test")
+    for job in claimed:
+        folder = local.attempt_dir(job)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "supervisor.pid").write_text("999999999")  # a pid that cannot be alive
+        (folder / "exit.json").write_text('{"exit_code": 0}')
+        (folder / "result.json").write_text(result)
+        (folder / "progress.json").write_text('{"percent": 100, "message": "done"}')
+    return claimed
+
+
 @pytest.mark.parametrize("poison", sorted(POISONS))
 def test_a_poisoned_local_job_never_holds_up_twenty_healthy_ones(poison, job_manager, user, local_worker) -> None:
     command, status, message = POISONS[poison]
@@ -67,17 +87,7 @@ def test_nul_in_a_progress_message_is_dropped_not_stored(job_manager, user, loca
 
 
 def test_a_list_shaped_result_ends_that_job_with_a_reason(job_manager, user, transactional_db) -> None:
-    jobs = [job_manager.create_job(name=f"f{i}", user=user, job_type="LOCAL", function="tests.local_functions:add",
-                                   args=[1, 2]) for i in range(3)]
-    for job in jobs:
-        job.execute()
-    claimed = manager.claim(["LOCAL"], 3, source="test")
-    for job in claimed:
-        folder = local.attempt_dir(job)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "supervisor.pid").write_text("999999999")
-        (folder / "exit.json").write_text('{"exit_code": 0}')
-        (folder / "result.json").write_text('{"value": 3}')
+    claimed = finished_function_jobs(job_manager, user, 3, '{"value": 3}')
     (local.attempt_dir(claimed[1]) / "result.json").write_text("[1, 2, 3]")
     stored = settle(claimed)
     first, listed, last = (stored[job.pk] for job in claimed)
@@ -91,18 +101,8 @@ FILES = ("progress.json", "result.json", "exit.json", "supervisor.pid", "exit.re
 def test_random_bytes_in_every_file_a_job_writes_never_stop_the_others(job_manager, user,
                                                                         transactional_db) -> None:
     rng = random.Random(20261207)
-    jobs = [job_manager.create_job(name=f"z{i}", user=user, job_type="LOCAL",
-                                   function="tests.local_functions:add", args=[1, 2]) for i in range(60)]
-    for job in jobs:
-        job.execute()
-    claimed = manager.claim(["LOCAL"], len(jobs), source="test")
+    claimed = finished_function_jobs(job_manager, user, 60, '{"value": {"sum": 3}}')
     healthy, fuzzed = claimed[::3], [job for n, job in enumerate(claimed) if n % 3]
-    for job in claimed:
-        folder = local.attempt_dir(job)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "exit.json").write_text('{"exit_code": 0}')
-        (folder / "result.json").write_text('{"value": {"sum": 3}}')
-        (folder / "progress.json").write_text('{"percent": 100, "message": "done"}')
     for job in fuzzed:
         folder = local.attempt_dir(job)
         for name in rng.sample(FILES, rng.randint(1, len(FILES))):
