@@ -324,6 +324,8 @@ def sanitize(observation: Observation) -> Observation:
     Everything a job writes (progress, messages, results) reaches us through observations: one bad
     value must end that one job with a reason, never fail the write of a whole cycle.
     """
+    if _plain(observation):
+        return observation  # the common case of every cycle: a status and a short message
     try:
         status = Status(observation.status)
     except ValueError:
@@ -357,6 +359,17 @@ def sanitize(observation: Observation) -> Observation:
         result=result,
         nodes=nodes,
         engine_data=engine_data,
+    )
+
+
+def _plain(observation: Observation) -> bool:
+    """Return True when an observation holds nothing but a known status and a clean short message."""
+    return (
+        type(observation.status) is Status
+        and observation.progress is None and not observation.progress_message
+        and observation.result is None and observation.engine_data is None and observation.nodes is None
+        and isinstance(observation.message, str) and len(observation.message) <= MAX_MESSAGE
+        and "\x00" not in observation.message
     )
 
 
@@ -425,6 +438,8 @@ def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str 
     for job, raw in pairs:
         observation = sanitize(raw)
         current, new = job.status_code, observation.status
+        if new is current and _plain(observation):
+            continue  # nothing new: the engine says what we know
         simple = (
             observation.result is None
             and observation.engine_data is None
