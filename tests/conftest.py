@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +46,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _database_is_what_ci_asked_for(django_db_setup: Any, django_db_blocker: Any) -> None:
+def _database_is_what_ci_asked_for(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """Fail (never skip) when the run was asked for PostgreSQL and is not on it."""
     from django.db import connection
 
     wanted = "postgresql" if os.environ.get("JOBTOWER_DATABASE_URL", "").startswith("postgres") else "sqlite"
     with django_db_blocker.unblock():
         assert connection.vendor == wanted, f"tests asked for {wanted} but run on {connection.vendor}"
+    yield
+    if wanted == "postgresql":
+        # A thread or process a test started (a worker, a monitor) may still hold a session on the test
+        # database; end them, so that the database is dropped instead of left behind on the server.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture(autouse=True)
