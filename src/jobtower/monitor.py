@@ -34,6 +34,8 @@ log = logging.getLogger("jobtower.monitor")
 #: What the monitor asks engines about: every active status but Results-Ready, which is the manager's
 #: own step (outputs fetched, process_results_function running) and must not be finished by a poll.
 POLLED_CODES = [s.value for s in statuses.POLLED]
+#: The name of the lease that decides which monitor polls.
+LEASE = "monitor"
 
 
 def engines() -> dict[EngineKey, list[str]]:
@@ -66,6 +68,8 @@ class Monitor:
         #: Threads running results steps; 0 runs them in the cycle itself (tests, one-shot use).
         self.results_threads = results_threads
         self._pool: ThreadPoolExecutor | None = None
+        #: time.monotonic() until which this monitor holds the lease (0: it does not lead).
+        self._leading_until = 0.0
         self._running: dict[int, Future[None]] = {}
         #: run() sends notifications on a thread of their own; without one, cycle() sends them.
         self.delivery_thread = delivery_thread
@@ -167,6 +171,30 @@ class Monitor:
         finally:
             connections.close_all()  # this thread's own connections
 
+    # -- who leads -------------------------------------------------------------------------------
+
+    def lead(self) -> bool:
+        """Take or renew the monitors' lease; True while this monitor is the one that polls.
+
+        Several monitors may run (one per host, say); only the lease holder polls, so no job is asked
+        about twice in a cycle. The holder renews it every cycle for 1.5 cycles; if it dies or hangs,
+        a standby, asking every half cycle, takes over within two cycles.
+        """
+        from jobtower.models import lease
+
+        seconds = 1.5 * self.interval + self.check_interval
+        started = time.monotonic()
+        if lease.hold(LEASE, self.name, seconds):
+            if not self._leading_until:
+                log.info("%s: leading (polling engines) now", self.name)
+            # A little short of the lease's own end: never act on a lease that may have run out.
+            self._leading_until = started + seconds - self.check_interval
+            return True
+        if self._leading_until:
+            log.warning("%s: another monitor took the lease; standing by", self.name)
+        self._leading_until = 0.0
+        return False
+
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -186,9 +214,13 @@ class Monitor:
                 try:
                     self.heartbeat.beat()
                     if time.monotonic() >= next_cycle:
-                        next_cycle = time.monotonic() + self.interval
-                        self.cycle()
-                    self.check_requested()
+                        if self.lead():
+                            next_cycle = time.monotonic() + self.interval
+                            self.cycle()
+                        else:  # a standby asks twice per cycle, so it takes over within two cycles
+                            next_cycle = time.monotonic() + self.interval / 2
+                    if time.monotonic() < self._leading_until:
+                        self.check_requested()
                 except Exception:
                     log.exception("%s: a cycle failed; going on", self.name)
                     connections.close_all()
@@ -205,5 +237,9 @@ class Monitor:
                 self._quit.set()
                 self._sender.join(timeout=4 * float(conf.get("DELIVERY_TIMEOUT")) + 5)
                 self._sender = None
+            if self._leading_until:
+                from jobtower.models import lease
+
+                lease.release(LEASE, self.name)  # a standby takes over at its next look
             self.heartbeat.remove()
             connections.close_all()

@@ -1,0 +1,54 @@
+"""Leases: which one of several processes does a job that must be done once at a time (the monitor)."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Lease(models.Model):
+    """A named lease held by one process until `expires`; another may take it once it has expired."""
+
+    name = models.CharField(max_length=64, unique=True)
+    holder = models.CharField(max_length=255)
+    expires = models.DateTimeField()
+
+    class Meta:
+        app_label = "jobtower"
+
+    def __str__(self) -> str:
+        return f"lease {self.name} held by {self.holder} until {self.expires:%Y-%m-%d %H:%M:%S}"
+
+
+def hold(name: str, holder: str, seconds: float) -> bool:
+    """Take or renew the lease `name` for `seconds`; True if `holder` holds it now.
+
+    One guarded UPDATE: it succeeds when the lease is ours already or has expired, so two processes can
+    never both hold it (a process that stops renewing loses it `seconds` later).
+    """
+    now = timezone.now()
+    until = now + datetime.timedelta(seconds=seconds)
+    taken = Lease.objects.filter(Q(holder=holder) | Q(expires__lt=now), name=name).update(
+        holder=holder, expires=until
+    )
+    if taken:
+        return True
+    try:
+        with transaction.atomic():
+            Lease.objects.create(name=name, holder=holder, expires=until)
+    except IntegrityError:
+        return False  # someone else holds it
+    return True
+
+
+def release(name: str, holder: str) -> None:
+    """Give the lease up at once (a monitor that stops cleanly), if `holder` has it."""
+    Lease.objects.filter(name=name, holder=holder).delete()
+
+
+def holder_of(name: str) -> str | None:
+    """Return who holds the lease now, or None when nobody does."""
+    return Lease.objects.filter(name=name, expires__gte=timezone.now()).values_list("holder", flat=True).first()
