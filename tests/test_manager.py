@@ -579,3 +579,29 @@ def test_engine_message_survives_results_processing(job_manager, user, memory) -
     job.update_status()
     done = Job.objects.get(pk=job.pk)
     assert done.status_code is Status.VARIOUS_COMPLETE and done.status_message == "2 Complete, 1 Error"
+
+
+def test_create_jobs_saves_a_sweep_in_one_go_with_ids_names_and_groups(job_manager, user, db) -> None:
+    from django.contrib.auth.models import Group
+
+    team = Group.objects.create(name="team")
+    jobs = job_manager.create_jobs(
+        {"name": f"sweep_{{id}}_{n}", "user": user, "job_type": "LOCAL", "command": ["echo", str(n)],
+         "groups": [team] if n % 2 else []}
+        for n in range(50)
+    )
+    stored = list(job_manager.list_jobs(user=user))
+    assert [j.pk for j in stored] == [j.pk for j in jobs] and len(set(j.pk for j in jobs)) == 50
+    assert all(j.name == f"sweep_{j.pk}_{n}" for n, j in enumerate(stored))
+    assert [j.command for j in stored] == [["echo", str(n)] for n in range(50)]
+    assert all(j.status_code is Status.PENDING for j in stored)
+    assert sorted(team.jobtower_jobs.values_list("pk", flat=True)) == [j.pk for j in jobs[1::2]]
+    jobs[3].execute()  # they are ordinary saved jobs
+    assert Job.objects.get(pk=jobs[3].pk).status_code is Status.SUBMITTED
+
+
+def test_create_jobs_with_one_bad_spec_saves_none(job_manager, user, db) -> None:
+    specs = [{"name": "ok", "user": user, "job_type": "BASIC"}, {"name": "bad", "user": user, "job_type": "NOPE"}]
+    with pytest.raises(ValueError, match="unknown job type 'NOPE'"):
+        job_manager.create_jobs(specs)
+    assert not Job.objects.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core import signing
-from django.db import DatabaseError, connection, models, transaction
+from django.db import DatabaseError, connection, models, router, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -19,8 +19,9 @@ from django.utils import timezone
 from jobtower import conf, outbox, statuses
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.errors import AlreadyExecuted, InvalidTransition, NotSupported, StopError, SubmitError
+from jobtower.jsoncheck import check_json
 from jobtower.models import Job, JobEvent
-from jobtower.models.job import spec_fields
+from jobtower.models.job import insert_many, spec_fields
 from jobtower.registry import job_class
 from jobtower.signals import job_status_changed
 from jobtower.statuses import Status
@@ -87,6 +88,41 @@ class JobManager:
             kwargs["workspace"] = str(Path(kwargs["workspace"]).expanduser().absolute())
         kwargs["groups"] = list(groups or ())  # Job.__init__ sets them once the job has an id
         return cls(name=name, user=user, label=self.label, **kwargs)
+
+    def create_jobs(self, specs: Iterable[Mapping[str, Any]], *, batch_size: int = 1000) -> list[Job]:
+        """Create and save many jobs at once (a parameter sweep): one transaction, bulk INSERTs.
+
+        Each spec holds create_job()'s arguments (name, user, job_type, ...), checked as create_job()
+        checks them: one bad spec saves nothing. The jobs come back saved, with their ids, and `{id}`
+        in their names expanded. As with Django's bulk_create(), no pre_save/post_save signal is sent.
+        """
+        from jobtower.appbase import user_workspace_path
+
+        workspaces: dict[Any, str] = {}  # a sweep's jobs mostly share a user: find its workspace once
+        jobs = []
+        for spec in specs:
+            options = dict(spec)
+            user: Any = options.get("user")
+            key = getattr(user, "pk", None)
+            if not options.get("workspace") and key is not None:
+                if key not in workspaces:
+                    workspaces[key] = str(user_workspace_path(self.app, user))
+                options["workspace"] = workspaces[key]
+            jobs.append(self.create_job(**options))
+        for job in jobs:
+            check_json(job.extended_properties, "extended_properties")
+            check_json(job.spec, f"{type(job).__name__} settings")
+        using = router.db_for_write(Job)
+        with transaction.atomic(using=using):
+            insert_many(jobs, using)
+            links = [
+                Job.groups.through(job_id=job.pk, group_id=getattr(group, "pk", group))
+                for job in jobs
+                for group in job.__dict__.pop("_pending_groups", None) or ()
+            ]
+            if links:
+                Job.groups.through.objects.bulk_create(links, batch_size=batch_size)
+        return jobs
 
     def list_jobs(
         self,

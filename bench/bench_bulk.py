@@ -1,0 +1,95 @@
+"""Bulk creation: `job_manager.create_jobs()` of a parameter sweep against one create+save per job.
+
+    python bench/bench_bulk.py [--db sqlite|postgresql|both] [--jobs 10000]
+
+Each database gets a fresh SQLite file or a fresh PostgreSQL database (created and dropped here). Also
+printed: the database's own rate of one-row INSERT + COMMIT through the same driver, the floor of any
+one-save-per-job API. Tethys has no bulk creation; its create+save rate is in bench_core.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+PG = os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def child(db_url: str, n: int) -> None:
+    """Run the workload in this process (Django is configured once per process)."""
+    os.environ["JOBTOWER_DATABASE_URL"] = db_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    import jobtower
+
+    call_command("migrate", verbosity=0)
+
+    class Sweep(jobtower.AppBase):
+        package = "bench_sweep"
+        name = "Sweep"
+
+    user = get_user_model().objects.create_user("bench")
+    manager = Sweep.get_job_manager()
+    specs = [{"name": f"run_{{id}}_{i}", "user": user, "job_type": "LOCAL", "command": ["model", str(i)]}
+             for i in range(n)]
+    start = time.perf_counter()
+    manager.create_jobs(specs)
+    bulk = n / (time.perf_counter() - start)
+    one = min(n, 2000)
+    start = time.perf_counter()
+    for spec in specs[:one]:
+        manager.create_job(**spec).save()
+    single = one / (time.perf_counter() - start)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_raw (id integer PRIMARY KEY, name varchar(64))")
+    start = time.perf_counter()
+    for i in range(one):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_raw (id, name) VALUES (%s, %s)", [i, f"row {i}"])
+    raw = one / (time.perf_counter() - start)
+    print(f"{connection.vendor:<11} create_jobs of {n:,}: {bulk:>9,.0f} jobs/s   create+save one by one: "
+          f"{single:>7,.0f} jobs/s   raw one-row INSERT+COMMIT: {raw:>7,.0f} rows/s   "
+          f"bulk/one-by-one {bulk / single:.1f}x")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--jobs", type=int, default=10000)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.jobs)
+        return 0
+    print(f"bulk creation, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    failed = 0
+    for db in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
+        with tempfile.TemporaryDirectory() as home:
+            env = {**os.environ, "JOBTOWER_HOME": home}
+            name = f"jobtower_bench_bulk_{os.getpid()}"
+            if db == "sqlite":
+                url = f"sqlite:///{home}/bench.sqlite3"
+            else:
+                subprocess.run(["psql", f"{PG}/postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
+                url = f"{PG}/{name}"
+            try:
+                failed |= subprocess.run([sys.executable, __file__, "--child", url, "--jobs", str(args.jobs)],
+                                         env=env).returncode
+            finally:
+                if db == "postgresql":
+                    subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
