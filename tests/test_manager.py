@@ -605,3 +605,29 @@ def test_create_jobs_with_one_bad_spec_saves_none(job_manager, user, db) -> None
     with pytest.raises(ValueError, match="unknown job type 'NOPE'"):
         job_manager.create_jobs(specs)
     assert not Job.objects.exists()
+
+
+def test_prune_deletes_only_jobs_that_ended_long_ago_with_their_folders(job_manager, user, transactional_db) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from jobtower import manager
+
+    old, recent, running = (job_manager.create_job(name=n, user=user, job_type="BASIC") for n in ("o", "r", "a"))
+    for job in (old, recent, running):
+        job.execute()
+        job.ensure_folder().joinpath("out.txt").write_text("x")
+    old.status = "Complete"
+    recent.status = "Error"
+    running.status = "Running"
+    long_ago = timezone.now() - datetime.timedelta(days=100)
+    Job.objects.filter(pk__in=[old.pk, running.pk]).update(completion_time=long_ago, start_time=long_ago)
+    assert manager.prune(datetime.timedelta(days=90), dry_run=True) == 1
+    assert Job.objects.count() == 3
+    assert manager.prune(datetime.timedelta(days=90)) == 1
+    assert sorted(Job.objects.values_list("pk", flat=True)) == sorted([recent.pk, running.pk])
+    assert not old.folder.exists() and recent.folder.exists() and running.folder.exists()
+    assert not JobEvent.objects.filter(job_id=old.pk).exists()
+    with pytest.raises(ValueError, match="positive age"):
+        manager.prune(datetime.timedelta(0))

@@ -1064,6 +1064,30 @@ def delete_many(jobs: models.QuerySet[Job]) -> tuple[int, dict[str, int]]:
     return models.QuerySet.delete(jobs)
 
 
+def prune(older_than: datetime.timedelta, *, dry_run: bool = False, batch: int = 1000) -> int:
+    """Delete the jobs that ended more than `older_than` ago, with their history and own folders.
+
+    Only finished jobs (Complete, Various-Complete, Error, Aborted) go; their folders are removed on
+    commit, as deleting one job does. Returns how many were (or, with dry_run, would be) deleted.
+    """
+    if older_than.total_seconds() <= 0:
+        raise ValueError(f"older_than must be a positive age, got {older_than}")
+    horizon = timezone.now() - older_than
+    old = Job.objects.filter(
+        _status__in=[s.value for s in statuses.TERMINAL], completion_time__lt=horizon
+    ).order_by("id")
+    if dry_run:
+        return old.count()
+    deleted = 0
+    while True:  # in batches: a year of history is not one transaction
+        ids = list(old.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        with transaction.atomic():
+            delete_many(Job.objects.filter(pk__in=ids))
+        deleted += len(ids)
+
+
 def stop_before_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
     """pre_delete receiver: end an active job on its engine before its record goes (a cascade's safety net).
 
