@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # django-ninja's templates and static files: the API page (Swagger UI), no CDN
     "jobtower",
 ]
 STATIC_URL = "static/"

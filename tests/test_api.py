@@ -14,6 +14,7 @@ from jobtower.errors import EngineUnavailable
 from jobtower.models import Job
 from jobtower.statuses import Status
 from jobtower.web import api
+from jobtower.web.api import endpoints
 from jobtower.web.tokens import make_token, user_for_token
 from tests.conftest import ended, gone, status_is, wait_for
 
@@ -646,7 +647,7 @@ def test_an_unexpected_failure_is_a_json_500_without_details(client, job_manager
     def broken(job: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api, "job_json", broken)
+    monkeypatch.setattr(endpoints, "job_json", broken)  # the endpoints' seam (web/api/endpoints.py)
     response = client.get(f"/api/jobs/{job.pk}/", **bearer(user))
     assert response.status_code == 500
     message = error_of(response)

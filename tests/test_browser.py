@@ -116,3 +116,21 @@ def test_jobs_table_in_a_browser(browser_page, live_server, django_user_model, j
     row(page, target.pk).wait_for(state="detached")
     assert not Job.objects.filter(pk=target.pk).exists()
     assert questions == ["Delete job bulk job 0999 and its files? This cannot be undone."]
+
+
+def test_the_api_page_lists_the_endpoints_from_local_files(browser_page, live_server, django_user_model) -> None:
+    """The site links the interactive API page; it loads from this server alone and lists every endpoint."""
+    page, base = browser_page, live_server.url
+    django_user_model.objects.create_user("apiuser", password="pw-apiuser")
+    elsewhere: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(base) else elsewhere.append(request.url))
+    login(page, base, "apiuser", "pw-apiuser")
+    page.click("text=REST API")
+    page.wait_for_url(f"{base}/api/docs/")
+    paths = page.locator(".opblock-summary-path")
+    paths.first.wait_for()
+    shown = {text.strip().replace("\u200b", "") for text in paths.all_inner_texts()}
+    assert {"/api/jobs/", "/api/jobs/{job_id}/", "/api/jobs/{job_id}/run/", "/api/jobs/{job_id}/logs/",
+            "/api/jobs/{job_id}/history/", "/api/openapi.json"} <= shown, shown
+    assert page.locator(".opblock").count() == 12
+    assert not elsewhere, f"the API page fetched from other hosts: {elsewhere}"

@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,9 +111,21 @@ def insert_many(jobs: list[Job], using: str) -> None:
 class SpecField:
     """A type-specific job setting stored in the job's JSON `spec` column."""
 
-    def __init__(self, default: Any = None, *, coerce: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        default: Any = None,
+        *,
+        coerce: Callable[[Any], Any] | None = None,
+        schema: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> None:
         self.default = default
         self.coerce = coerce
+        #: The JSON Schema of the setting's value (the REST API validates and documents with it);
+        #: None: inferred from the default's type. Plain data, so models import no schema library.
+        self.schema = schema
+        #: One line for the API's schema and its interactive page.
+        self.description = description
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:

@@ -48,8 +48,9 @@ class CondorBase(Job):
 
     backend_path = "jobtower.backends.condor:CondorBackend"
     #: The name of a Scheduler record; None submits to the local pool.
-    scheduler = SpecField(None, coerce=_scheduler_name)
-    remote_input_files = SpecField(list, coerce=_paths)
+    scheduler = SpecField(None, coerce=_scheduler_name, schema={"type": ["string", "null"]},
+                          description="the name of the scheduler")
+    remote_input_files = SpecField(list, coerce=_paths, schema={"type": "array", "items": {"type": "string"}})
 
     class Meta:
         proxy = True
@@ -80,8 +81,8 @@ class CondorBase(Job):
 class CondorJob(CondorBase):
     """One HTCondor job described by a template plus submit-description attributes."""
 
-    attributes = SpecField(dict, coerce=dict)
-    condorpy_template_name = SpecField(None, coerce=str)
+    attributes = SpecField(dict, coerce=dict, description="HTCondor submit-description attributes")
+    condorpy_template_name = SpecField(None, coerce=str, schema={"type": ["string", "null"]})
     #: How many procs the cluster has (HTCondor's `queue N`); execute(queue=N) sets it too.
     num_jobs = SpecField(1, coerce=_count)
 
@@ -132,7 +133,7 @@ class CondorJob(CondorBase):
 class CondorWorkflow(CondorBase):
     """An HTCondor DAGMan workflow: its settings (nodes arrive with the DAGMan engine)."""
 
-    max_jobs = SpecField(dict, coerce=dict)
+    max_jobs = SpecField(dict, coerce=dict, schema={"type": "object", "additionalProperties": {"type": "integer"}})
     config = SpecField("", coerce=str)
 
     class Meta:
@@ -170,12 +171,18 @@ class LocalJob(Job):
     """A command or a Python function run on this machine by `jobtower worker`, supervised."""
 
     backend_path = "jobtower.backends.local:LocalBackend"
-    command = SpecField(None, coerce=_argv)
-    function = SpecField(None, coerce=str)
-    args = SpecField(list, coerce=list)
-    kwargs = SpecField(dict, coerce=dict)
-    environment = SpecField(dict, coerce=_environment)
-    timeout = SpecField(None, coerce=_timeout)
+    command = SpecField(None, coerce=_argv,
+                        schema={"type": ["array", "null"], "items": {"type": "string"}, "minItems": 1},
+                        description="the program and its arguments (argv); never run by a shell")
+    function = SpecField(None, coerce=str, schema={"type": ["string", "null"]},
+                         description="'package.module:function' the worker calls")
+    args = SpecField(list, coerce=list, description="positional arguments of `function` (JSON values)")
+    kwargs = SpecField(dict, coerce=dict, description="keyword arguments of `function` (JSON values)")
+    environment = SpecField(dict, coerce=_environment,
+                            schema={"type": "object", "additionalProperties": {"type": "string"}},
+                            description="environment variables added to the job's")
+    timeout = SpecField(None, coerce=_timeout, schema={"type": ["number", "null"], "exclusiveMinimum": 0},
+                        description="seconds after which the job is ended as an Error")
 
     class Meta:
         proxy = True

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # django-ninja's templates and static files: the API page (Swagger UI), no CDN
     "jobtower",
 ]
 MIDDLEWARE = [
