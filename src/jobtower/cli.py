@@ -115,6 +115,11 @@ def ensure_first_user() -> tuple[str, str] | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Migrate, start a LOCAL worker and the monitor, and serve the site with gunicorn."""
+    import importlib.util
+
+    missing = [name for name in ("gunicorn", "whitenoise") if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail(f"serve needs {' and '.join(missing)}, which come with the site extra: pip install 'jobtower[site]'")
     _setup()
     from django.conf import settings
     from django.core.management import call_command
