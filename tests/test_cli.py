@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
 import socket
@@ -186,3 +187,119 @@ def test_serve_starts_a_dead_worker_or_monitor_again(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def _jt(env: dict[str, str], *args: str, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([JOBTOWER, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Return the error line of a failed command, checking it is one line holding `words`, no traceback."""
+    assert out.returncode != 0, out
+    lines = [line for line in out.stderr.splitlines() if not line.startswith("jobtower: settings ")]
+    assert len(lines) == 1, out.stderr
+    for word in words:
+        assert word in lines[0], out.stderr
+    return lines[0]
+
+
+def _with_admin(tmp_path: Path) -> dict[str, str]:
+    env = _env(tmp_path) | {"DJANGO_SUPERUSER_PASSWORD": "not-secret-pw-42"}
+    made = _jt(env, "manage", "createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com")
+    assert made.returncode == 0, made.stderr
+    return env
+
+
+def test_the_first_command_on_a_fresh_home_migrates_and_says_what_it_uses(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = _jt(env, "list", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+    first, second = out.stderr.splitlines()
+    assert first == f"jobtower: settings jobtower.site.settings, database SQLite {tmp_path / 'jobtower.sqlite3'}"
+    assert second.startswith("jobtower: applying ") and "first use" in second
+    again = _jt(env, "list")
+    assert again.returncode == 0 and again.stderr.count("\n") == 1 and "applying" not in again.stderr
+
+
+def test_version_needs_no_database(tmp_path: Path) -> None:
+    out = _jt(_env(tmp_path), "--version")
+    assert out.returncode == 0 and out.stdout.startswith("jobtower 0.1.0 (Django ")
+    assert not (tmp_path / "jobtower.sqlite3").exists()
+
+
+def test_a_missing_program_is_one_line_and_leaves_no_job(tmp_path: Path) -> None:
+    env = _with_admin(tmp_path)
+    _one_line_error(_jt(env, "submit", "--", "nonexistent_prog", "x"),
+                    "cannot run 'nonexistent_prog'", "no such program on PATH", "Nothing was submitted")
+    _one_line_error(_jt(env, "submit", "--", "./missing.sh"), "missing.sh does not exist", "nothing was submitted")
+    (tmp_path / "plain.sh").write_text("echo hi\n")
+    _one_line_error(_jt(env, "submit", "--", str(tmp_path / "plain.sh")), "is not executable", "chmod +x")
+    _one_line_error(_jt(env, "submit", "--env", "NOEQUALS", "--", "true"), "'NOEQUALS' is not NAME=VALUE")
+    _one_line_error(_jt(env, "submit"), "give the command after --")
+    _one_line_error(_jt(env, "submit", "--user", "nobody", "--", "true"), "there is no user 'nobody'")
+    assert json.loads(_jt(env, "list", "--json").stdout) == []
+    assert not list((tmp_path / "workspaces").glob("**/attempt*")) if (tmp_path / "workspaces").exists() else True
+
+
+def test_bad_ids_and_missing_jobs_are_one_line_errors(tmp_path: Path) -> None:
+    env = _with_admin(tmp_path)
+    for command in ("show", "stop", "logs", "wait"):
+        _one_line_error(_jt(env, command, "abc"), f"jobtower {command}:", "'abc' is not a job id", "--help")
+        _one_line_error(_jt(env, command, "0"), "'0' is not a job id")
+        _one_line_error(_jt(env, command, "4242"), "there is no job 4242")
+    _one_line_error(_jt(env, "lisst"), "invalid choice: 'lisst'")
+    assert json.loads(_jt(env, "list", "--json").stdout) == []
+
+
+def test_json_output_and_logs_follow_past_a_megabyte(tmp_path: Path) -> None:
+    env = _with_admin(tmp_path)
+    lines = 300_000  # 2.7 MB of output, well past the 1 MB a log tail holds
+    script = f"import sys\nfor i in range({lines}): sys.stdout.write(f'{{i:08d}}\\n')\n"
+    (tmp_path / "big.py").write_text(script)
+    submitted = _jt(env, "submit", "--json", "--", sys.executable, str(tmp_path / "big.py"))
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["type"] == "LOCAL" and job["status"] == "Submitted" and job["user"] == "admin"
+    follow = subprocess.Popen([JOBTOWER, "logs", "-f", str(job["id"])], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    worker = subprocess.Popen([JOBTOWER, "worker", "--until-idle"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        out, err = follow.communicate(timeout=120)
+        assert follow.returncode == 0, err
+        assert out == b"".join(f"{i:08d}\n".encode() for i in range(lines))
+        assert worker.wait(timeout=60) == 0
+    finally:
+        for process in (follow, worker):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    waited = _jt(env, "wait", "--json", str(job["id"]))
+    assert waited.returncode == 0 and json.loads(waited.stdout)["status"] == "Complete"
+    shown = json.loads(_jt(env, "show", "--json", str(job["id"])).stdout)
+    assert [(e["from"], e["to"]) for e in shown["history"]][-1] == ("RUN", "COM")
+    listed = json.loads(_jt(env, "list", "--json").stdout)
+    assert [j["id"] for j in listed] == [job["id"]]
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    script = _jt(_env(tmp_path), "completion", "bash")
+    assert script.returncode == 0 and not (tmp_path / "jobtower.sqlite3").exists()
+    (tmp_path / "c.sh").write_text(script.stdout)
+    probe = ("source c.sh; COMP_WORDS=(jobtower sh); COMP_CWORD=1; _jobtower_complete_jobtower; echo ${COMPREPLY[@]};"
+             "COMP_WORDS=(jobtower logs --f); COMP_CWORD=2; _jobtower_complete_jobtower; echo ${COMPREPLY[@]}")
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert out.stdout.splitlines() == ["show", "--follow"], out
+
+
+def test_refuses_the_standalone_site_inside_a_host_project(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "manage.py").write_text("# a host project\n")
+    _one_line_error(_jt(_env(tmp_path), "list", cwd=project),
+                    "holds manage.py", "python manage.py jobtower COMMAND", "DJANGO_SETTINGS_MODULE")
+    assert not (project / ".jobtower").exists() and not (tmp_path / "jobtower.sqlite3").exists()
+    explicit = _jt(_env(tmp_path) | {"DJANGO_SETTINGS_MODULE": "jobtower.site.settings"}, "list", cwd=project)
+    assert explicit.returncode == 0, explicit.stderr

@@ -53,7 +53,26 @@ class AppBase:
     #: Where this app's workspaces live; default <WORKSPACES_ROOT>/<package>.
     workspaces_root: ClassVar[str | None] = None
 
+    #: Tethys's scheduler settings: {setting name: scheduler name}. A name not listed is taken as the
+    #: scheduler's own name (jobtower has no portal admin to assign schedulers to settings).
+    schedulers: ClassVar[dict[str, str]] = {}
+
     _job_managers: ClassVar[dict[type, JobManager]] = {}
+
+    @classmethod
+    def get_scheduler(cls, name: str) -> Any:
+        """Return the scheduler for the app's scheduler setting `name` (Tethys's `app.get_scheduler`)."""
+        from jobtower.models import get_scheduler
+
+        scheduler_name = cls.schedulers.get(name, name)
+        scheduler = get_scheduler(scheduler_name)
+        if scheduler is None:
+            via = f" (setting {name!r} of {cls.__name__}.schedulers)" if name in cls.schedulers else ""
+            raise LookupError(
+                f"there is no scheduler {scheduler_name!r}{via}; create it with "
+                f"create_condor_scheduler({scheduler_name!r}, host=...).save() or in the admin"
+            )
+        return scheduler
 
     @classmethod
     def get_job_manager(cls) -> JobManager:

@@ -11,9 +11,13 @@ class JobtowerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core import checks
         from django.db.models.signals import post_delete, pre_delete
 
         from jobtower import manager
+        from jobtower.checks import check_settings
+
+        checks.register(check_settings, checks.Tags.compatibility)
 
         # Every way of deleting jobs (a user's cascade included) stops them and removes their folders.
         pre_delete.connect(manager.stop_before_delete, dispatch_uid="jobtower.stop_before_delete")

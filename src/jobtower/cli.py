@@ -1,30 +1,100 @@
-"""The `jobtower` command: migrate the database, serve the standalone site, run Django commands."""
+"""The `jobtower` command: migrate the database, serve the standalone site, run and watch jobs.
+
+The same commands run inside a host project as `python manage.py jobtower COMMAND` (its settings, its
+database). The standalone `jobtower` command uses $DJANGO_SETTINGS_MODULE when it is set, else the
+standalone site (`jobtower.site.settings`), except in a folder that holds a `manage.py`: there it refuses,
+since that project's jobs live in that project's database (see docs/cli.rst).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 DEFAULT_SETTINGS = "jobtower.site.settings"
+#: Commands that need no database (and so no settings).
+_NO_SETUP = {"completion"}
 
 
-def _setup() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_SETTINGS)
+def _setup(*, migrate: bool = True) -> None:
+    """Set Django up with the settings this command uses, say which on stderr, and check the schema.
+
+    Inside `manage.py jobtower` Django is already set up with the host's settings: nothing to decide.
+    """
+    from django.apps import apps
+
+    if apps.ready:
+        if migrate:
+            _check_migrated(standalone=False)
+        return
+    module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    if not module:
+        if Path("manage.py").is_file():
+            _fail(
+                f"{Path.cwd()} holds manage.py, a Django project with its own settings and database: run "
+                "`python manage.py jobtower COMMAND` there, or set DJANGO_SETTINGS_MODULE (to "
+                f"{DEFAULT_SETTINGS} for the standalone site)"
+            )
+        module = os.environ["DJANGO_SETTINGS_MODULE"] = DEFAULT_SETTINGS
     import django
 
     django.setup()
+    print(f"jobtower: settings {module}, database {describe_database()}", file=sys.stderr, flush=True)
+    if migrate:
+        _check_migrated(standalone=module == DEFAULT_SETTINGS)
+
+
+def describe_database() -> str:
+    """Return the default database as one line, without its password."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    engine = str(db.get("ENGINE", "")).rsplit(".", 1)[-1]
+    if engine == "sqlite3":
+        return f"SQLite {db.get('NAME')}"
+    host = db.get("HOST") or "localhost"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    user = f"{db['USER']}@" if db.get("USER") else ""
+    return f"{engine} {user}{host}{port}/{db.get('NAME')}"
+
+
+def _check_migrated(*, standalone: bool) -> None:
+    """Apply missing migrations to the standalone site's database; refuse on a host project's."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if not plan:
+        return
+    if not standalone:
+        names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:3]) + (" ..." if len(plan) > 3 else "")
+        _fail(f"the database lacks {len(plan)} migration(s) ({names}); run `python manage.py migrate` first")
+    from django.core.management import call_command
+
+    print(f"jobtower: applying {len(plan)} migration(s) to {describe_database()} (first use or upgrade)",
+          file=sys.stderr, flush=True)
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _fail(message: str) -> NoReturn:
+    """Stop the command with a one-line error on stderr (exit status 1)."""
+    raise SystemExit(f"jobtower: {message}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade jobtower's tables."""
-    _setup()
+    _setup(migrate=False)
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=args.verbosity)
@@ -45,6 +115,11 @@ def ensure_first_user() -> tuple[str, str] | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Migrate, start a LOCAL worker and the monitor, and serve the site with gunicorn."""
+    import importlib.util
+
+    missing = [name for name in ("gunicorn", "whitenoise") if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail(f"serve needs {' and '.join(missing)}, which come with the site extra: pip install 'jobtower[site]'")
     _setup()
     from django.conf import settings
     from django.core.management import call_command
@@ -182,10 +257,7 @@ def _cli_user(name: str | None) -> Any:
     try:
         return User.objects.get_by_natural_key(name)
     except User.DoesNotExist:
-        raise SystemExit(
-            f"jobtower: there is no user {name!r}; pass --user NAME or create one with "
-            "`jobtower manage createsuperuser`"
-        ) from None
+        _fail(f"there is no user {name!r}; pass --user NAME or create one with `jobtower manage createsuperuser`")
 
 
 def _cli_job(job_id: int) -> Any:
@@ -193,8 +265,38 @@ def _cli_job(job_id: int) -> Any:
 
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
-        raise SystemExit(f"jobtower: there is no job {job_id}")
+        _fail(f"there is no job {job_id}; `jobtower list` shows the latest jobs")
     return job
+
+
+def job_id_type(text: str) -> int:
+    """Parse a job id: a whole number from 1 up (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id: ids are whole numbers from 1")
+    return value
+
+
+def job_data(job: Any) -> dict[str, Any]:
+    """Return a job as plain JSON data (what --json prints)."""
+    def when(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": job.pk, "name": job.name, "description": job.description, "type": job.job_type,
+        "app": job.label, "user": str(job.user) if job.user_id else None,
+        "status": job.status_code.display, "status_code": job.status_code.value,
+        "status_message": job.status_message, "progress": job.progress, "progress_message": job.progress_message,
+        "attempt": job.attempt, "creation_time": when(job.creation_time), "execute_time": when(job.execute_time),
+        "start_time": when(job.start_time), "completion_time": when(job.completion_time), "result": job.result,
+    }
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
 
 
 class CliApp:
@@ -204,25 +306,63 @@ class CliApp:
     name = "jobtower command line"
 
 
+def resolve_program(program: str, environment: dict[str, str]) -> str:
+    """Return the program a LOCAL job will run, checked now so that a typo creates no job.
+
+    A name without a slash is looked up on the job's PATH; a relative path is taken from the current
+    folder and made absolute (the job itself runs in its own folder).
+    """
+    if "/" in program:
+        path = Path(program).absolute()
+        if not path.is_file() or not os.access(path, os.X_OK):
+            why = "is not executable (chmod +x it)" if path.is_file() else "does not exist"
+            _fail(f"cannot run {program!r}: {path} {why}; nothing was submitted")
+        return str(path)
+    search = environment.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(program, path=search) is None:
+        _fail(f"cannot run {program!r}: no such program on PATH; give its path (./{program}) or "
+              "install it. Nothing was submitted")
+    return program
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     """Create and execute a LOCAL job running the given command."""
+    command = args.command[1:] if args.command[:1] == ["--"] else list(args.command)
+    if not command:
+        _fail("give the command after --, e.g. jobtower submit -- python run.py")
+    environment: dict[str, str] = {}
+    for item in args.env or ():
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            _fail(f"--env {item!r} is not NAME=VALUE; nothing was submitted")
+        environment[key] = value
+    command[0] = resolve_program(command[0], environment)
     _setup()
+    from jobtower.errors import JobError
     from jobtower.manager import JobManager
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise SystemExit("jobtower submit: give the command after --, e.g. jobtower submit -- python run.py")
     options: dict[str, Any] = {"command": command}
     if args.timeout:
         options["timeout"] = args.timeout
-    if args.env:
-        options["environment"] = dict(item.split("=", 1) for item in args.env)
-    job = JobManager(CliApp).create_job(
-        name=args.name or "{id}: " + " ".join(command)[:200], user=_cli_user(args.user),
-        job_type="LOCAL", description=args.description or "", **options,
-    )
-    job.execute()
-    print(job.pk)
+    if environment:
+        options["environment"] = environment
+    user = _cli_user(args.user)
+    try:
+        job = JobManager(CliApp).create_job(
+            name=args.name or "{id}: " + " ".join(command)[:200], user=user,
+            job_type="LOCAL", description=args.description or "", **options,
+        )
+    except (JobError, ValueError, TypeError) as exc:
+        _fail(f"{exc}; nothing was submitted")
+    try:
+        job.execute()
+    except JobError as exc:
+        job.delete(force=True)  # a job that never ran is not worth keeping: the user runs submit again
+        _fail(f"{exc}; the job was removed, nothing was submitted")
+    if args.json:
+        _print_json(job_data(job))
+    else:
+        print(job.pk)
     return 0
 
 
@@ -234,7 +374,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     jobs = Job.objects.order_by("-id")
     if args.user:
         jobs = jobs.filter(user=_cli_user(args.user))
-    for job in reversed(list(jobs[: args.limit])):
+    latest = list(reversed(list(jobs.select_related("user")[: args.limit])))
+    if args.json:
+        _print_json([job_data(job) for job in latest])
+        return 0
+    for job in latest:
         progress = f" {job.progress:.0f}%" if job.progress is not None and job.status_code.is_active else ""
         print(f"{job.pk:>7}  {job.status_code.display:<16}{progress:>5}  {job.job_type:<8} {job.name}")
     return 0
@@ -246,6 +390,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     from jobtower import manager
 
     job = _cli_job(args.job_id)
+    can = sorted(c.value for c in manager.capabilities(job))
+    if args.json:
+        history = [{"time": e.time.isoformat(), "from": e.from_status, "to": e.to_status, "source": e.source,
+                    "message": e.message} for e in job.history()]
+        _print_json(job_data(job) | {"folder": str(job.folder) if job.workspace else None, "engine_can": can,
+                                     "stale_since": job.stale_since, "history": history})
+        return 0
     rows = [
         ("id", job.pk), ("name", job.name), ("type", job.job_type), ("app", job.label),
         ("user", job.user), ("status", job.status_code.display), ("message", job.status_message),
@@ -253,7 +404,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("attempt", job.attempt), ("created", job.creation_time), ("executed", job.execute_time),
         ("started", job.start_time), ("completed", job.completion_time), ("run time", job.run_time),
         ("folder", job.folder if job.workspace else ""), ("result", job.result),
-        ("engine can", ", ".join(sorted(c.value for c in manager.capabilities(job)))),
+        ("engine can", ", ".join(can)),
         ("stale since", job.stale_since),
     ]
     for key, value in rows:
@@ -265,24 +416,53 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Bytes copied from a log file per read while following it.
+LOG_READ = 1024 * 1024
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print a job's stdout (and stderr with --stderr); --follow keeps printing until it ends."""
     _setup()
+    from jobtower.backends import Capability
+
     job = _cli_job(args.job_id)
     stream = "stderr" if args.stderr else "stdout"
-    shown = 0
+    backend = job.get_backend()
+    files = backend.log_files(job) if backend is not None and backend.can(Capability.LOG_FILES) else {}
+    if stream in files:
+        return _copy_log_file(job, Path(files[stream]), follow=args.follow, interval=args.interval)
+    # An engine without log files gives text (its tail): follow it by what was already shown.
+    shown = ""
     while True:
-        text = job.get_logs().get(stream, "")
-        sys.stdout.write(text[shown:])
+        text = str(job.get_logs().get(stream, ""))
+        sys.stdout.write(text[len(shown):] if text.startswith(shown) else text)
         sys.stdout.flush()
-        shown = len(text)
-        if not args.follow:
+        shown = text
+        if not args.follow or job.status_code.is_terminal:
             return 0
+        time.sleep(args.interval)
         job.refresh_from_db()
-        if job.status_code.is_terminal:
-            sys.stdout.write(job.get_logs().get(stream, "")[shown:])
+
+
+def _copy_log_file(job: Any, path: Path, *, follow: bool, interval: float) -> int:
+    """Copy a log file to stdout by byte offset, as it grows, until the job ends (any size)."""
+    out = sys.stdout.buffer
+    offset = 0
+    while True:
+        ended = job.status_code.is_terminal  # read before the file: what it wrote before it ended is copied
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                while chunk := handle.read(LOG_READ):
+                    out.write(chunk)
+                    offset += len(chunk)
+        except FileNotFoundError:
+            pass  # not started yet, or an attempt without output
+        out.flush()
+        if not follow or ended:
             return 0
-        time.sleep(0.5)
+        time.sleep(interval)
+        job.refresh_from_db()
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -294,27 +474,33 @@ def cmd_stop(args: argparse.Namespace) -> int:
     try:
         job.stop()
     except JobError as exc:
-        raise SystemExit(f"jobtower: {exc}") from None
+        _fail(str(exc))
     print(f"job {job.pk}: {job.status_code.display}")
     return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    """Wait until a job ends, showing its progress; exit 0 if it completed, 1 otherwise."""
+    """Wait until a job ends, showing its progress; exit 0 if it completed, 1 otherwise, 2 on timeout."""
     _setup()
     job = _cli_job(args.job_id)
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    tty = sys.stderr.isatty()
+    tty = sys.stderr.isatty() and not args.json
     while not job.status_code.is_terminal:
         if deadline is not None and time.monotonic() > deadline:
+            if args.json:
+                _print_json(job_data(job))
             print(f"\njobtower: job {job.pk} is still {job.status_code.display}", file=sys.stderr)
             return 2
-        bar = _bar(job.progress)
-        line = f"job {job.pk} {job.status_code.display:<10} {bar} {job.progress_message}"[:120]
-        print(("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        if not args.json:
+            bar = _bar(job.progress)
+            line = f"job {job.pk} {job.status_code.display:<10} {bar} {job.progress_message}"[:120]
+            print(("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
         time.sleep(args.interval)
         job.refresh_from_db()
-    print(f"\njob {job.pk}: {job.status_code.display} {job.status_message}".rstrip(), file=sys.stderr)
+    if args.json:
+        _print_json(job_data(job))
+    else:
+        print(f"\njob {job.pk}: {job.status_code.display} {job.status_message}".rstrip(), file=sys.stderr)
     return 0 if job.status_code.value == "COM" else 1
 
 
@@ -335,8 +521,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_manage(args: argparse.Namespace) -> int:
-    """Run any Django management command against jobtower's settings."""
-    _setup()
+    """Run any Django management command against jobtower's settings (migrating first, but for migrate)."""
+    _setup(migrate=args.rest[:1] != ["migrate"])
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(["jobtower manage", *args.rest])
@@ -390,21 +576,85 @@ class _Gunicorn:
         self.app.run()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of the `jobtower` command."""
-    parser = argparse.ArgumentParser(prog="jobtower", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    migrate = sub.add_parser("migrate", help="create or upgrade the database tables")
-    migrate.add_argument("-v", "--verbosity", type=int, default=1)
-    migrate.set_defaults(func=cmd_migrate)
-    serve = sub.add_parser("serve", help="serve the standalone site (migrates first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=2)
-    serve.add_argument("--access-log", action="store_true")
-    serve.add_argument("--concurrency", type=int, help="LOCAL jobs run at once (default: cores)")
-    serve.add_argument("--no-worker", action="store_true", help="serve the site only")
-    serve.set_defaults(func=cmd_serve)
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what was wrong and where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print a shell completion script: `source <(jobtower completion bash)`."""
+    parser = build_parser(prog=args.completion_prog, managed=args.completion_managed)
+    commands = _subcommands(parser)
+    cases = "\n".join(
+        f'    {name}) opts="{" ".join(sorted(options))}" ;;' for name, options in sorted(commands.items())
+    )
+    prog = args.completion_prog.split()[-1]
+    function = "_jobtower_complete_" + "".join(c if c.isalnum() else "_" for c in prog)
+    print(f"""# bash completion for {args.completion_prog}: source <({args.completion_prog} completion bash)
+{function}() {{
+  local cur=${{COMP_WORDS[COMP_CWORD]}} cmd="" i opts
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case ${{COMP_WORDS[i]}} in -*) ;; *) cmd=${{COMP_WORDS[i]}}; break ;; esac
+  done
+  case $cmd in
+    "") opts="{" ".join(sorted(commands))} --help --version" ;;
+{cases}
+    *) opts="" ;;
+  esac
+  COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+}}
+complete -o default -F {function} {prog}""")
+    return 0
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """Return each subcommand of `parser` with its option strings."""
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return {
+                name: [o for a in sub._actions for o in a.option_strings]
+                for name, sub in action.choices.items()
+            }
+    return {}
+
+
+def _version() -> str:
+    import django
+
+    import jobtower
+
+    return f"jobtower {jobtower.__version__} (Django {django.get_version()}, Python {sys.version.split()[0]})"
+
+
+def build_parser(prog: str = "jobtower", *, managed: bool = False) -> argparse.ArgumentParser:
+    """Return the argument parser of the `jobtower` command (of `manage.py jobtower` when `managed`).
+
+    Inside a host project, `migrate`, `serve` and `manage` are left out: the project has its own.
+    """
+    parser = Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_commands(parser, managed=managed)
+    return parser
+
+
+def add_commands(parser: argparse.ArgumentParser, *, managed: bool = False) -> None:
+    """Add the `--version` option and every subcommand to `parser` (shared with manage.py jobtower)."""
+    if not managed:  # Django's command parser has its own --version (Command.get_version gives ours)
+        parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    if not managed:
+        migrate = sub.add_parser("migrate", help="create or upgrade the database tables")
+        migrate.add_argument("-v", "--verbosity", type=int, default=1)
+        migrate.set_defaults(func=cmd_migrate)
+        serve = sub.add_parser("serve", help="serve the standalone site (migrates first)")
+        serve.add_argument("--host", default="127.0.0.1")
+        serve.add_argument("--port", type=int, default=8000)
+        serve.add_argument("--workers", type=int, default=2)
+        serve.add_argument("--access-log", action="store_true")
+        serve.add_argument("--concurrency", type=int, help="LOCAL jobs run at once (default: cores)")
+        serve.add_argument("--no-worker", action="store_true", help="serve the site only")
+        serve.set_defaults(func=cmd_serve)
     worker = sub.add_parser("worker", help="run LOCAL jobs")
     worker.add_argument("--concurrency", type=int, help="jobs run at once (default: cores)")
     worker.add_argument("--name")
@@ -414,40 +664,49 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
     monitor.add_argument("--name")
     monitor.set_defaults(func=cmd_monitor)
-    submit = sub.add_parser("submit", help="run a command as a LOCAL job: jobtower submit -- CMD ...")
+    submit = sub.add_parser("submit", help="run a command as a LOCAL job: submit -- CMD ...")
     submit.add_argument("--name")
     submit.add_argument("--description")
     submit.add_argument("--user", help="owner (default: $JOBTOWER_USER or admin)")
     submit.add_argument("--timeout", type=float)
     submit.add_argument("--env", action="append", metavar="NAME=VALUE")
+    submit.add_argument("--json", action="store_true", help="print the new job as JSON")
     submit.add_argument("command", nargs=argparse.REMAINDER)
     submit.set_defaults(func=cmd_submit)
     listing = sub.add_parser("list", help="list the latest jobs")
     listing.add_argument("--user")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="print the jobs as a JSON list")
     listing.set_defaults(func=cmd_list)
-    for name, func, text in (("show", cmd_show, "show a job and its history"),
-                             ("stop", cmd_stop, "stop a job")):
-        command = sub.add_parser(name, help=text)
-        command.add_argument("job_id", type=int)
-        command.set_defaults(func=func)
+    show = sub.add_parser("show", help="show a job and its history")
+    show.add_argument("job_id", type=job_id_type)
+    show.add_argument("--json", action="store_true", help="print the job and its history as JSON")
+    show.set_defaults(func=cmd_show)
+    stop = sub.add_parser("stop", help="stop a job")
+    stop.add_argument("job_id", type=job_id_type)
+    stop.set_defaults(func=cmd_stop)
     logs = sub.add_parser("logs", help="print a job's output")
-    logs.add_argument("job_id", type=int)
+    logs.add_argument("job_id", type=job_id_type)
     logs.add_argument("--stderr", action="store_true")
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     logs.set_defaults(func=cmd_logs)
     wait = sub.add_parser("wait", help="wait for a job to end, with a progress bar")
-    wait.add_argument("job_id", type=int)
+    wait.add_argument("job_id", type=job_id_type)
     wait.add_argument("--timeout", type=float)
     wait.add_argument("--interval", type=float, default=0.5)
+    wait.add_argument("--json", action="store_true", help="print the ended job as JSON (no progress bar)")
     wait.set_defaults(func=cmd_wait)
     token = sub.add_parser("token", help="print a REST API token for a user")
     token.add_argument("--user", help="the user (default: $JOBTOWER_USER or admin)")
     token.set_defaults(func=cmd_token)
-    manage = sub.add_parser("manage", help="run a Django management command, e.g. createsuperuser")
-    manage.add_argument("rest", nargs=argparse.REMAINDER)
-    manage.set_defaults(func=cmd_manage)
-    return parser
+    if not managed:
+        manage = sub.add_parser("manage", help="run a Django management command, e.g. createsuperuser")
+        manage.add_argument("rest", nargs=argparse.REMAINDER)
+        manage.set_defaults(func=cmd_manage)
+    completion = sub.add_parser("completion", help="print a shell completion script: completion bash")
+    completion.add_argument("shell", choices=["bash"])
+    completion.set_defaults(func=cmd_completion, completion_prog=parser.prog, completion_managed=managed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
