@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,9 +187,11 @@ def request_end(pgid: int, folder: Path, grace: float | None = None) -> None:
     grace = STOP_GRACE if grace is None else grace
     pending = stopping_dir()
     pending.mkdir(parents=True, exist_ok=True)
-    tmp = pending / f".{pgid}.tmp"
-    tmp.write_text(json.dumps({"pgid": pgid, "folder": str(folder), "kill_at": time.time() + grace}))
-    tmp.replace(pending / f"{pgid}.json")
+    # A temporary file of our own: two stops of one job (a user's and a timeout's) may race here.
+    fd, tmp = tempfile.mkstemp(dir=pending, prefix=f".{pgid}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps({"pgid": pgid, "folder": str(folder), "kill_at": time.time() + grace}))
+    os.replace(tmp, pending / f"{pgid}.json")
     pids = attempt_processes(pgid, folder)
     _signal_all(pids, signal.SIGTERM)
     _signal_all(pids, signal.SIGCONT)  # a paused job must run to handle SIGTERM

@@ -281,11 +281,12 @@ class Job(models.Model):
         return name == "user" and owner is not None and getattr(value, "pk", None) == owner
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Job:
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Job:
         """Build the job as the class of its own type (a proxy of Job, so no join is needed).
 
         Lists build many jobs: a full row is put straight into the instance (as Model.__init__
-        would, without its per-field setattr); partial rows take Django's usual path.
+        would, without its per-field setattr); partial rows take Django's usual path. `kwargs` are
+        what newer Django versions pass along (Django 6.1's fetch_mode), kept as Django keeps them.
         """
         attnames = _attnames(cls)
         if len(values) == len(attnames) and tuple(field_names) == attnames:
@@ -297,13 +298,15 @@ class Job(models.Model):
             job._state = ModelState()
             job._state.adding = False
             job._state.db = db
+            if kwargs.get("fetch_mode") is not None:
+                setattr(job._state, "fetch_mode", kwargs["fetch_mode"])  # Django 6.1+
             state["_pending_groups"] = None
             state["_sealed"] = True
             job.__dict__.update(state)
             if signals.post_init.has_listeners(klass):
                 signals.post_init.send(sender=klass, instance=job)
             return job
-        job = super().from_db(db, field_names, values)
+        job = super().from_db(db, field_names, values, **kwargs)
         klass = class_for_stored(job.__dict__.get("job_type", ""))
         if klass is not None and klass is not cls and issubclass(klass, cls):
             job.__class__ = klass
