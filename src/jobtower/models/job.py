@@ -299,7 +299,7 @@ class Job(models.Model):
             job._state.adding = False
             job._state.db = db
             if kwargs.get("fetch_mode") is not None:
-                setattr(job._state, "fetch_mode", kwargs["fetch_mode"])  # Django 6.1+
+                job._state.fetch_mode = kwargs["fetch_mode"]  # type: ignore[attr-defined]  # Django 6.1+
             state["_pending_groups"] = None
             state["_sealed"] = True
             job.__dict__.update(state)
