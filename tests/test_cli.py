@@ -303,3 +303,14 @@ def test_refuses_the_standalone_site_inside_a_host_project(tmp_path: Path) -> No
     assert not (project / ".jobtower").exists() and not (tmp_path / "jobtower.sqlite3").exists()
     explicit = _jt(_env(tmp_path) | {"DJANGO_SETTINGS_MODULE": "jobtower.site.settings"}, "list", cwd=project)
     assert explicit.returncode == 0, explicit.stderr
+
+
+def test_prune_counts_then_deletes_only_jobs_that_ended_long_ago(tmp_path: Path) -> None:
+    env = _with_admin(tmp_path)
+    job_id = _jt(env, "submit", "--json", "--", "true").stdout
+    job_id = str(json.loads(job_id)["id"])
+    _one_line_error(_jt(env, "prune", "--older-than", "ninety"), "'ninety' is not an age", "90d")
+    assert json.loads(_jt(env, "prune", "--older-than", "1s", "--dry-run", "--json").stdout) == {
+        "deleted": 0, "would_delete": 0}  # not ended yet: nobody ran it
+    assert "deleted 0 jobs" in _jt(env, "prune", "--older-than", "90d").stdout
+    assert [j["id"] for j in json.loads(_jt(env, "list", "--json").stdout)] == [int(job_id)]

@@ -9,6 +9,7 @@ since that project's jobs live in that project's database (see docs/cli.rst).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import secrets
@@ -511,6 +512,30 @@ def _bar(progress: float | None, width: int = 30) -> str:
     return "[" + "#" * done + "." * (width - done) + f"] {progress:5.1f}%"
 
 
+def _age(text: str) -> datetime.timedelta:
+    """Parse an age such as 90d, 12h, 30m or 45s (argparse type)."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age: write a whole number and a unit, e.g. 90d, 12h, 30m")
+    return datetime.timedelta(**{units[unit]: int(number)})
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete the jobs that ended longer ago than --older-than, with their history and folders."""
+    _setup()
+    from jobtower import manager
+
+    count = manager.prune(args.older_than, dry_run=args.dry_run)
+    if args.json:
+        _print_json({"deleted": 0 if args.dry_run else count, "would_delete": count if args.dry_run else 0})
+    elif args.dry_run:
+        print(f"{count} jobs ended more than {args.older_than} ago; run without --dry-run to delete them")
+    else:
+        print(f"deleted {count} jobs that ended more than {args.older_than} ago, with their folders")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Print an API token for a user (it stops working when their password changes)."""
     _setup()
@@ -697,6 +722,12 @@ def add_commands(parser: argparse.ArgumentParser, *, managed: bool = False) -> N
     wait.add_argument("--interval", type=float, default=0.5)
     wait.add_argument("--json", action="store_true", help="print the ended job as JSON (no progress bar)")
     wait.set_defaults(func=cmd_wait)
+    prune = sub.add_parser("prune", help="delete jobs that ended long ago, with their folders")
+    prune.add_argument("--older-than", type=_age, required=True, metavar="AGE",
+                       help="how long ago they ended: 90d, 12h, 30m")
+    prune.add_argument("--dry-run", action="store_true", help="only count them")
+    prune.add_argument("--json", action="store_true")
+    prune.set_defaults(func=cmd_prune)
     token = sub.add_parser("token", help="print a REST API token for a user")
     token.add_argument("--user", help="the user (default: $JOBTOWER_USER or admin)")
     token.set_defaults(func=cmd_token)
