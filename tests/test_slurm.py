@@ -239,3 +239,43 @@ def test_a_controller_that_does_not_answer_leaves_statuses_stale(
     back = drive(job, lambda j: j.stale_since is None, TIMEOUT, "the job to be answered for")
     assert back.status_code is Status.RUNNING
     back.stop()
+
+
+@pytest.mark.slurm
+def test_a_stopped_controller_leaves_a_running_job_stale_then_it_is_answered_for_again(
+    slurm: SlurmBackend, job_manager: Any, user: Any
+) -> None:
+    import subprocess
+
+    job = cycle_until(run(job_manager, user, command=["sleep", "300"]), Status.RUNNING)
+    pid = int(Path("/run/slurmctld.pid").read_text())
+    subprocess.run(["kill", "-TERM", str(pid)], check=True)
+    try:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), TIMEOUT, interval=0.1, what="slurmctld to stop")
+        stale = drive(job, lambda j: j.stale_since is not None, TIMEOUT, "the job to be stale")
+        assert stale.status_code is Status.RUNNING
+    finally:
+        script = Path(__file__).resolve().parent.parent / "scripts" / "engines" / "slurm.sh"
+        subprocess.run([str(script), "up"], check=True, capture_output=True, timeout=120)
+    back = drive(job, lambda j: j.stale_since is None, TIMEOUT, "the job to be answered for")
+    assert back.status_code is Status.RUNNING  # slurmd kept it running while the controller was away
+    back.stop()
+    wait_for(lambda: not in_slurm_queue(job.slurm_job_id), TIMEOUT, interval=0.2, what="scancel to end the job")
+
+
+@pytest.mark.slurm
+def test_one_definition_on_local_and_slurm_gives_the_same_statuses_and_logs(
+    slurm: SlurmBackend, local_worker: Any, job_manager: Any, user: Any
+) -> None:
+    definition = {"command": ["/bin/sh", "-c", 'echo "out $WHO"; echo "err $WHO" >&2; exit 3'],
+                  "environment": {"WHO": "both"}, "timeout": 120}
+    done = {}
+    for job_type in ("LOCAL", "SLURM"):
+        job = job_manager.create_job(name=f"{job_type} {{id}}", user=user, job_type=job_type, **definition)
+        job.execute()
+        done[job_type] = ended(job, TIMEOUT)
+    local, slurm_job = done["LOCAL"], done["SLURM"]
+    assert local.status_code is slurm_job.status_code is Status.ERROR
+    assert local.status_message.startswith("exit code 3") and slurm_job.status_message == "exit code 3"
+    assert [e.to_status for e in local.history()] == [e.to_status for e in slurm_job.history()]
+    assert local.get_logs() == slurm_job.get_logs() == {"stdout": "out both\n", "stderr": "err both\n"}

@@ -313,9 +313,11 @@ class SlurmBackend(Backend):
         # squeue --json exits 0 even when the controller did not answer: the errors say so.
         errors = reply.get("errors") or []
         if errors:
-            said = "; ".join(str(e.get("description") or e.get("error") or e) if isinstance(e, dict) else str(e)
-                             for e in errors)
-            raise SlurmError(f"squeue: {said}")
+            said = "; ".join(
+                ": ".join(str(e[k]) for k in ("description", "error") if e.get(k)) if isinstance(e, dict) else str(e)
+                for e in errors
+            )
+            raise SlurmError(f"squeue --json: {said} (is slurmctld up? `scontrol ping` tells)")
         records = reply.get("jobs") or []
         found: dict[int, dict[int | None, tuple[Status, str]]] = {}
         for record in records:
