@@ -65,6 +65,12 @@ start_munge() {
 }
 
 start_slurmdbd() {
+  # shellcheck disable=SC2086
+  if ! mysqladmin $MYSQL_ROOT_ARGS ping >/dev/null 2>&1; then
+    # no database server answers: this machine's own MariaDB, installed on first use
+    apt_install mariadb-server
+    [ -S /run/mysqld/mysqld.sock ] || /etc/init.d/mariadb start >/dev/null
+  fi
   # The database user slurmdbd connects as, from 127.0.0.1 and from localhost (skip-name-resolve).
   # shellcheck disable=SC2086
   mysql $MYSQL_ROOT_ARGS -e "
