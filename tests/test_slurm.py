@@ -97,6 +97,28 @@ def test_a_cluster_token_is_write_only(db: Any) -> None:
     assert "eyJsecret" not in serializers.serialize("json", [cluster])
 
 
+def test_the_cluster_admin_never_shows_the_token(admin_client: Any) -> None:
+    cluster = SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token="eyJ.secret")
+    page = admin_client.get(f"/admin/jobtower/slurmcluster/{cluster.pk}/change/")
+    assert page.status_code == 200 and b"secret" not in page.content
+    form = {"name": "hpc", "slurm_conf": "", "rest_url": "https://hpc.example.org:6820", "description": "",
+            "new_token": ""}
+    admin_client.post(f"/admin/jobtower/slurmcluster/{cluster.pk}/change/", form)
+    assert SlurmCluster.objects.get(pk=cluster.pk).token == "eyJ.secret"  # empty keeps it
+    admin_client.post(f"/admin/jobtower/slurmcluster/{cluster.pk}/change/", {**form, "new_token": "eyJ.new"})
+    assert SlurmCluster.objects.get(pk=cluster.pk).token == "eyJ.new"
+    listing = admin_client.get("/admin/jobtower/slurmcluster/")
+    assert listing.status_code == 200 and b"eyJ" not in listing.content
+
+
+def test_a_cluster_reached_only_through_slurmrestd_is_refused_for_now(job_manager: Any, user: Any, db: Any) -> None:
+    SlurmCluster.objects.create(name="rest", rest_url="https://hpc.example.org:6820", token="eyJ.x")
+    job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="rest")
+    with pytest.raises(ValueError, match="slurmrestd .* does not submit to yet"):
+        job.execute()
+    assert fresh(job).status_code is Status.PENDING
+
+
 # -- on the loopback cluster -----------------------------------------------------------------------
 
 
