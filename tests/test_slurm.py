@@ -301,3 +301,17 @@ def test_one_definition_on_local_and_slurm_gives_the_same_statuses_and_logs(
     assert local.status_message.startswith("exit code 3") and slurm_job.status_message == "exit code 3"
     assert [e.to_status for e in local.history()] == [e.to_status for e in slurm_job.history()]
     assert local.get_logs() == slurm_job.get_logs() == {"stdout": "out both\n", "stderr": "err both\n"}
+
+
+@pytest.mark.slurm
+def test_a_job_past_its_time_limit_ends_in_error_timeout(slurm: SlurmBackend, job_manager: Any, user: Any) -> None:
+    import subprocess
+
+    job = cycle_until(run(job_manager, user, command=["sleep", "300"], timeout=30), Status.RUNNING)
+    shown = subprocess.run(["scontrol", "show", "job", str(job.slurm_job_id)], capture_output=True, text=True).stdout
+    assert "TimeLimit=00:01:00" in shown  # timeout=30 s is sent as a whole minute
+    # The shorter path to Slurm's own TIMEOUT: a minute's limit ends a job only after 60 to 90 s, so the
+    # limit is brought forward (as an operator may) and the controller ends the job at its next check.
+    subprocess.run(["scontrol", "update", f"jobid={job.slurm_job_id}", "TimeLimit=0"], check=True)
+    done = ended(job, TIMEOUT)
+    assert done.status_code is Status.ERROR and done.status_message == "TIMEOUT: it ran past its time limit"
