@@ -30,7 +30,7 @@ class OtherApp(jobtower.AppBase):
 
 # The fixtures that need an engine outside the test process, and the marker each of their tests carries, so
 # that `pytest -m "not condor and not browser"` leaves out exactly the tests that need the pool or Chromium.
-ENGINE_FIXTURES = {"pool": "condor", "browser_page": "browser"}
+ENGINE_FIXTURES = {"pool": "condor", "browser_page": "browser", "slurm_cluster": "slurm"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -273,3 +273,32 @@ def in_queue(cluster: int) -> list[Any]:
     import htcondor
 
     return list(htcondor.Schedd().query(f"ClusterId == {cluster}", ["JobStatus", "HoldReason"]))
+
+
+# -- the loopback Slurm cluster (tests that use it carry the `slurm` marker) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """Check that the Slurm controller and its accounting answer; fail (never skip) when they do not."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None:
+        pytest.fail("no Slurm commands on PATH: run scripts/engines/slurm.sh up as root (or scripts/services.sh)")
+    for argv in (["sinfo", "-h", "-o", "%T"], ["sacct", "-n", "-X", "-j", "1"]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            pytest.fail(f"the Slurm cluster does not answer {argv[0]} ({done.stderr.strip()}); run "
+                        "scripts/engines/slurm.sh up")
+    return "/etc/slurm/slurm.conf"
+
+
+def in_slurm_queue(slurm_id: int) -> list[str]:
+    """Return the states of a Slurm job's tasks that are still active in the controller."""
+    import subprocess
+
+    out = subprocess.run(["squeue", "-h", "-j", str(slurm_id), "-o", "%T"], capture_output=True, text=True,
+                         timeout=60).stdout
+    return [s for s in out.split() if s not in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+                                                 "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE")]

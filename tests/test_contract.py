@@ -25,7 +25,7 @@ from jobtower.registry import job_class
 from jobtower.statuses import Status
 from jobtower.web.tokens import make_token
 from tests import results_functions
-from tests.conftest import drive, fresh, gone, in_queue, wait_for
+from tests.conftest import drive, fresh, gone, in_queue, in_slurm_queue, wait_for
 from tests.jobtypes import MEMORY_BACKEND, memory_backend
 
 #: How each action of manager.NEEDS is asked for over the API: method and path under /api/jobs/<id>/.
@@ -380,3 +380,51 @@ class TestCondor(BackendContract):
 
     def work_gone(self, work: Any) -> bool:
         return not in_queue(work)
+
+
+# -- SLURM: the loopback Slurm cluster (a few CPUs: jobs run side by side) ----------------------------
+
+
+@pytest.mark.slurm
+class TestSlurm(BackendContract):
+    job_type = "SLURM"
+    timeout = 60.0
+    COMMANDS = {"succeeds": ["true"], "fails": ["sh", "-c", "echo oops >&2; exit 3"], "long": ["sleep", "300"]}
+    DEAD = "dead-controller"
+
+    @pytest.fixture
+    def engine(self, slurm_cluster: str, transactional_db: Any, tmp_path: Path) -> Iterator[None]:
+        from jobtower.models import SlurmCluster
+
+        # A cluster record whose controller does not answer: a copy of slurm.conf with a closed port.
+        dead = tmp_path / "dead-slurm.conf"
+        text = Path(slurm_cluster).read_text()
+        dead.write_text(text.replace("\nSlurmUser=", "\nSlurmctldPort=6899\nMessageTimeout=2\nSlurmUser=", 1))
+        SlurmCluster.objects.create(name=self.DEAD, slurm_conf=str(dead))
+        yield
+        backend = self.engine_backend()
+        for job in Job.objects.filter(job_type=self.job_type):
+            slurm_id = (job.engine_data or {}).get("slurm_job_id")
+            if slurm_id and in_slurm_queue(slurm_id):
+                Job.objects.filter(pk=job.pk).update(engine_data={**job.engine_data, "scheduler": None})
+                backend.cancel(fresh(job))
+
+    def options(self, kind: str) -> dict[str, Any]:
+        return {"command": self.COMMANDS[kind]}
+
+    def let_time_pass(self, job: Job, done: Callable[[Job], bool], what: str) -> Job:
+        return drive(job, done, self.timeout, what, interval=0.3)
+
+    def make_unreachable(self, job: Job) -> None:
+        data = fresh(job).engine_data
+        Job.objects.filter(pk=job.pk).update(engine_data={**data, "scheduler": self.DEAD})
+
+    def make_reachable(self, job: Job) -> None:
+        data = fresh(job).engine_data
+        Job.objects.filter(pk=job.pk).update(engine_data={**data, "scheduler": None})
+
+    def work_of(self, job: Job) -> Any:
+        return int(job.engine_data["slurm_job_id"])
+
+    def work_gone(self, work: Any) -> bool:
+        return not in_slurm_queue(work)

@@ -195,3 +195,51 @@ class SchedulerAdmin(_SchedulerAdmin):
     @admin.display(boolean=True, description="token")
     def has_token(self, scheduler: Scheduler) -> bool:
         return scheduler.has_token
+
+
+# -- Slurm clusters: the JWT is write-only, as a scheduler's IDTOKEN --------------------------------
+
+from jobtower.models import SlurmCluster  # noqa: E402
+
+if TYPE_CHECKING:
+    _SlurmClusterForm = forms.ModelForm[SlurmCluster]
+    _SlurmClusterAdmin = admin.ModelAdmin[SlurmCluster]
+else:
+    _SlurmClusterForm = forms.ModelForm
+    _SlurmClusterAdmin = admin.ModelAdmin
+
+
+class SlurmClusterForm(_SlurmClusterForm):
+    """The token is write-only: never shown, replaced only when a new one is typed."""
+
+    new_token = forms.CharField(
+        label="JWT", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="paste a slurmrestd JWT (scontrol token) to set or replace it; leave empty to keep the current one",
+    )
+    clear_token = forms.BooleanField(label="remove the token", required=False)
+
+    class Meta:
+        model = SlurmCluster
+        fields = ("name", "slurm_conf", "rest_url", "description")
+
+    def save(self, commit: bool = True) -> SlurmCluster:
+        cluster = super().save(commit=False)
+        if self.cleaned_data.get("clear_token"):
+            cluster.token = ""
+        elif self.cleaned_data.get("new_token"):
+            cluster.token = self.cleaned_data["new_token"]
+        if commit:
+            cluster.save()
+        return cluster
+
+
+@admin.register(SlurmCluster)
+class SlurmClusterAdmin(_SlurmClusterAdmin):
+    form = SlurmClusterForm
+    list_display = ("name", "slurm_conf", "rest_url", "has_token")
+    search_fields = ("name", "slurm_conf", "rest_url")
+
+    @admin.display(boolean=True, description="token")
+    def has_token(self, cluster: SlurmCluster) -> bool:
+        return cluster.has_token

@@ -31,7 +31,6 @@ import pwd
 import stat
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.condor_templates import attempt_folder, expand
 from jobtower.backends.local import LOG_TAIL_BYTES, tail
+from jobtower.backends.rollup import rollup  # shared with Slurm arrays; re-exported here
 from jobtower.errors import EngineUnavailable
 from jobtower.statuses import Status
 
@@ -126,26 +126,6 @@ def proc_status(ad: Any) -> tuple[Status, str]:
             return Status.PAUSED, "" if reason.startswith(PAUSE_REASON) else f"held: {reason}"
         return Status.ERROR, f"held by HTCondor: {reason}"
     return Status.OTHER, f"HTCondor reports JobStatus {state!r}, which jobtower does not know"
-
-
-def rollup(states: dict[int, tuple[Status, str]], procs: int) -> Observation:
-    """Return one observation for a cluster from its procs' (Various / Various-Complete for a mix)."""
-    if procs == 1 and len(states) == 1:
-        return Observation(*next(iter(states.values())))
-    kinds = Counter(status for status, _ in states.values())
-    problems = [f"proc {proc}: {message}" for proc, (status, message) in sorted(states.items())
-                if status in (Status.ERROR, Status.ABORTED, Status.OTHER) and message]
-    ordered = sorted(kinds.items(), key=lambda item: item[0].display)
-    summary = ", ".join(f"{count} {status.display}" for status, count in ordered)
-    message = summary + ("; " + "; ".join(problems[:5]) if problems else "")
-    if len(kinds) == 1:
-        only = next(iter(kinds))
-        return Observation(only, "" if only in (Status.COMPLETE, Status.SUBMITTED, Status.RUNNING) else message)
-    if all(status.is_terminal for status in kinds):
-        return Observation(Status.VARIOUS_COMPLETE, message)
-    if all(status.is_terminal or status is Status.PAUSED for status in kinds):
-        return Observation(Status.PAUSED, message)  # what is left is held: resume() releases it
-    return Observation(Status.VARIOUS, message)
 
 
 def _owner_ids(user: str) -> tuple[int, set[int]]:

@@ -4,9 +4,10 @@ from jobtower.models.job import Job, JobEvent, SpecField, Worker
 from jobtower.models.lease import Lease
 from jobtower.models.outbox import Delivery
 from jobtower.models.scheduler import Scheduler, create_condor_scheduler, get_scheduler
+from jobtower.models.slurm import SlurmCluster, SlurmJob
 from jobtower.models.types import BasicJob, CondorBase, CondorJob, CondorWorkflow, LocalJob
 
 __all__ = [
     "BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "Delivery", "Job", "JobEvent", "Lease", "LocalJob",
-    "Scheduler", "SpecField", "Worker", "create_condor_scheduler", "get_scheduler",
+    "Scheduler", "SlurmCluster", "SlurmJob", "SpecField", "Worker", "create_condor_scheduler", "get_scheduler",
 ]

@@ -1,0 +1,161 @@
+"""SLURM jobs on the loopback Slurm cluster: submitting N jobs, and what tracking them costs.
+
+    python bench/bench_slurm.py [--jobs 500] [--cycles 5] [--db-url URL]
+
+Needs the cluster of scripts/engines/slurm.sh (run `scripts/engines/slurm.sh up` as root first).
+
+submit      N SLURM jobs (`sleep 900`, 1 CPU, the default 64 MB) are created, then execute()d one after
+            the other; the executes are timed (each is a guarded status move plus one `sbatch`). They
+            stay active: the node runs as many as it has CPUs, the rest wait in the queue.
+cycle       `Monitor().cycle()` with the N jobs active, timed `--cycles` times after a warm-up cycle:
+            wall time, controller calls (squeue and sacct; the backend counts them) and SQL statements.
+
+There is no peer figure: Tethys Platform 4.6.1 has no Slurm engine. Prints the figures and writes the
+raw JSON to bench/results/slurm-<time>.json. The jobs are cancelled (one scancel) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def log(msg: str) -> None:
+    print(f"[bench_slurm {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def setup_django(home: str, db_url: str | None) -> None:
+    os.environ["JOBTOWER_HOME"] = home
+    os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
+    if db_url:
+        os.environ["JOBTOWER_DATABASE_URL"] = db_url
+    else:
+        os.environ.pop("JOBTOWER_DATABASE_URL", None)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    import logging
+
+    logging.getLogger("jobtower").setLevel(logging.WARNING)
+
+
+class StatementCounter:
+    """Counts SQL statements while installed (django's connection.execute_wrapper)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):  # noqa: ANN001
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--db-url", default=None, help="JOBTOWER_DATABASE_URL (default: SQLite in a temp dir)")
+    args = parser.parse_args()
+    if subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        raise SystemExit("the Slurm cluster does not answer: run scripts/engines/slurm.sh up (as root) first")
+    home = tempfile.mkdtemp(prefix="jobtower-bench-slurm-")
+    workspace = tempfile.mkdtemp(prefix="jobtower-bench-slurm-ws-")
+    setup_django(home, args.db_url)
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    import jobtower
+    from jobtower.backends import get_backend
+    from jobtower.monitor import Monitor
+
+    class BenchApp(jobtower.AppBase):
+        package = "bench_slurm"
+        name = "Slurm bench"
+
+    backend = get_backend("jobtower.backends.slurm:SlurmBackend")
+    user = get_user_model().objects.create_user("bench", password="bench")
+    manager = BenchApp.get_job_manager()
+    results: dict = {
+        "when": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "jobs": args.jobs,
+        "database": connection.vendor,
+        "slurm": subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip(),
+    }
+    ids: list[int] = []
+    try:
+        log(f"creating {args.jobs} SLURM jobs")
+        jobs = []
+        for i in range(args.jobs):
+            job = manager.create_job(name=f"bench_{i}", user=user, job_type="SLURM", workspace=workspace,
+                                     command=["sleep", "900"])
+            job.save()
+            jobs.append(job)
+        log(f"submitting {args.jobs} jobs")
+        start = time.perf_counter()
+        for job in jobs:
+            job.execute()
+            ids.append(job.slurm_job_id)
+        submit_s = time.perf_counter() - start
+        results["submit"] = {"seconds": submit_s, "jobs_per_s": args.jobs / submit_s,
+                             "ms_per_job": 1000 * submit_s / args.jobs}
+        log(f"submitted in {submit_s:.2f} s")
+        monitor = Monitor()
+        monitor.cycle()  # warm-up: the first jobs start running
+        walls, queries, statements = [], [], []
+        for _ in range(args.cycles):
+            counter = StatementCounter()
+            before = backend.queries  # type: ignore[attr-defined]
+            with connection.execute_wrapper(counter):
+                start = time.perf_counter()
+                monitor.cycle()
+                walls.append(time.perf_counter() - start)
+            queries.append(backend.queries - before)  # type: ignore[attr-defined]
+            statements.append(counter.count)
+        active = jobtower.Job.objects.filter(label="bench_slurm", _status__in=["SUB", "RUN"]).count()
+        results["cycle"] = {
+            "active_jobs": active, "median_ms": 1000 * statistics.median(walls), "max_ms": 1000 * max(walls),
+            "controller_calls": max(queries), "sql_statements": max(statements), "all_ms": [1000 * w for w in walls],
+        }
+        log(f"monitor cycle: {results['cycle']['median_ms']:.1f} ms, {max(queries)} controller calls")
+    finally:
+        if ids:
+            log("cancelling the bench's jobs")
+            subprocess.run(["scancel", *[str(i) for i in ids if i]], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(workspace, ignore_errors=True)
+    print(f"Slurm bench ({results['slurm']}, {results['machine']}, {results['database']}), {args.jobs} jobs")
+    if "submit" in results:
+        s = results["submit"]
+        print(f"  submit      {s['jobs_per_s']:8.1f} jobs/s   "
+              f"({s['ms_per_job']:.1f} ms per execute(), one sbatch each)")
+    if "cycle" in results:
+        c = results["cycle"]
+        print(f"  cycle       {c['median_ms']:8.1f} ms median, {c['max_ms']:.1f} ms max, "
+              f"{c['active_jobs']} active jobs, {c['controller_calls']} controller calls, "
+              f"{c['sql_statements']} SQL statements")
+    print("  peer        Tethys Platform 4.6.1 has no Slurm engine: no figure to compare")
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"slurm-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    with open(path, "w") as handle:
+        json.dump(results, handle, indent=1)
+    log(f"raw figures: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
