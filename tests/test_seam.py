@@ -359,3 +359,29 @@ def test_a_write_the_database_refuses_ends_only_that_job(job_manager, user, memo
     assert states.pop(refused) is Status.ERROR
     assert set(states.values()) == {Status.RUNNING}
     assert "could not record" in fresh(jobs[2]).status_message
+
+
+def test_a_busy_database_leaves_the_job_for_the_next_cycle_not_in_error(job_manager, user, memory,
+                                                                        transactional_db, monkeypatch) -> None:
+    from django.db import OperationalError
+
+    jobs = [job_manager.create_job(name=f"b{i}", user=user, job_type="MEMORY") for i in range(3)]
+    for job in jobs:
+        job.execute()
+        memory.set(job, Status.RUNNING, progress=5)
+    real = manager.record_facts
+    busy = jobs[1].pk
+
+    def record_facts(job: Job, observation: Any) -> bool:
+        if job.pk == busy:
+            raise OperationalError("database is locked")
+        return real(job, observation)
+
+    monkeypatch.setattr(manager, "record_facts", record_facts)
+    Monitor(results_threads=0).cycle()
+    waiting = fresh(jobs[1])
+    assert waiting.status_code is Status.RUNNING and waiting.progress is None  # moved; its progress waits
+    monkeypatch.setattr(manager, "record_facts", real)
+    Monitor(results_threads=0).cycle()
+    assert [fresh(job).status_code for job in jobs] == [Status.RUNNING] * 3
+    assert [fresh(job).progress for job in jobs] == [5.0] * 3

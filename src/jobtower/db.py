@@ -55,3 +55,16 @@ def database_settings(url: str | None, home: Path) -> dict[str, Any]:
         f"JOBTOWER_DATABASE_URL {url!r} is not supported: use postgresql://user@host:5432/dbname "
         "or sqlite:///path/to/file.sqlite3"
     )
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Return True when `exc` means another connection held a lock too long: a retry can succeed."""
+    from django.db import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return False
+    # SQLite: a write lock held longer than the busy timeout. PostgreSQL: lock_timeout ran out (55P03).
+    text = str(exc)
+    return text.startswith(("database is locked", "database table is locked")) or (
+        getattr(exc.__cause__, "sqlstate", None) == "55P03"
+    )

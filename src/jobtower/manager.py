@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from jobtower import conf, outbox, statuses
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
+from jobtower.db import database_busy
 from jobtower.errors import AlreadyExecuted, InvalidTransition, NotSupported, StopError, SubmitError
 from jobtower.jsoncheck import check_json
 from jobtower.models import Job, JobEvent
@@ -492,9 +493,10 @@ def apply_observations(pairs: Iterable[tuple[Job, Observation]], *, source: str 
     for (current, new, message), jobs in groups.items():
         try:
             moved += _move_many(jobs, current, new, message, source)
-        except DatabaseError:
-            log.exception("moving %d jobs %s -> %s at once failed; moving them one by one",
-                          len(jobs), current.display, new.display)
+        except DatabaseError as exc:
+            # Handled here: said in one line, the reason included (a traceback adds nothing).
+            log.warning("moving %d jobs %s -> %s at once failed (%s: %s); moving them one by one",
+                        len(jobs), current.display, new.display, type(exc).__name__, exc)
             for job in jobs:
                 moved += _guarded(job, source, observe, job, Observation(new, message), source=source)
     return moved
@@ -505,6 +507,11 @@ def _guarded(job: Job, by: str, write: Callable[..., bool], *args: Any, **kwargs
     try:
         return bool(write(*args, **kwargs))
     except DatabaseError as exc:
+        if database_busy(exc):
+            # Another process held the lock too long: nothing is wrong with the job; the next cycle
+            # observes it again.
+            log.warning("job %s: the database was busy; its news is applied at the next cycle", job.pk)
+            return False
         log.exception("could not record what the engine reported about job %s", job.pk)
         reason = _clean_text(f"could not record what the engine reported: {type(exc).__name__}: {exc}", 1000)
     try:

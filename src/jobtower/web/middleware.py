@@ -9,25 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from jobtower.db import database_busy
 
 log = logging.getLogger("jobtower")
 
 #: Seconds a client is asked to wait before it tries again.
 RETRY_AFTER = 5
 BUSY_MESSAGE = "the database is busy (another process holds its lock); try again in a few seconds"
-
-
-def database_busy(exc: BaseException) -> bool:
-    """Return True when `exc` means another connection held a lock too long: a retry can succeed."""
-    if not isinstance(exc, OperationalError):
-        return False
-    # SQLite: a write lock held longer than the busy timeout. PostgreSQL: lock_timeout ran out (55P03).
-    text = str(exc)
-    return text.startswith(("database is locked", "database table is locked")) or (
-        getattr(exc.__cause__, "sqlstate", None) == "55P03"
-    )
 
 
 def busy_response(request: HttpRequest) -> JsonResponse:

@@ -19,7 +19,8 @@ from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from jobtower.web.middleware import busy_response, database_busy
+from jobtower.db import database_busy
+from jobtower.web.middleware import busy_response
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI
