@@ -1,11 +1,13 @@
 """The record: jobs of every type in one table, and their status history."""
 
+from jobtower.models.dask import DaskJob, DaskScheduler, create_dask_scheduler, get_dask_scheduler
 from jobtower.models.job import Job, JobEvent, SpecField, Worker
 from jobtower.models.outbox import Delivery
 from jobtower.models.scheduler import Scheduler, create_condor_scheduler, get_scheduler
 from jobtower.models.types import BasicJob, CondorBase, CondorJob, CondorWorkflow, LocalJob
 
 __all__ = [
-    "BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "Delivery", "Job", "JobEvent", "LocalJob", "Scheduler",
-    "SpecField", "Worker", "create_condor_scheduler", "get_scheduler",
+    "BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "DaskJob", "DaskScheduler", "Delivery", "Job", "JobEvent",
+    "LocalJob", "Scheduler", "SpecField", "Worker", "create_condor_scheduler", "create_dask_scheduler",
+    "get_dask_scheduler", "get_scheduler",
 ]
