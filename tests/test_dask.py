@@ -8,6 +8,7 @@ import textwrap
 from typing import Any
 
 import pytest
+from django.urls import reverse
 
 from jobtower import manager
 from jobtower.backends import dask as dask_backend
@@ -219,3 +220,17 @@ def test_the_backend_declares_what_it_can_do(db: Any, job_manager: Any, user: An
     job = job_manager.create_job(name="x", user=user, job_type="DASK", function="tests.dask_functions:add")
     assert manager.supports(job, "stop") and manager.supports(job, "logs")
     assert not manager.supports(job, "pause")
+
+
+def test_the_dashboard_link_is_only_ever_a_web_link(db: Any) -> None:
+    assert create_dask_scheduler("a", "h:1", dashboard="127.0.0.1:8787").dashboard_url == "http://127.0.0.1:8787"
+    assert create_dask_scheduler("b", "h:1", dashboard="https://d.example/status").dashboard_url.startswith("https")
+    assert create_dask_scheduler("c", "h:1", dashboard="javascript://%0aalert(1)").dashboard_url == ""
+    assert create_dask_scheduler("d", "h:1").dashboard_url == ""
+
+
+def test_the_job_page_links_the_dashboard(lab: Any, job_manager: Any, user: Any, client: Any) -> None:
+    job = run(job_manager, user, "add", 1, 1)
+    client.force_login(user)
+    page = client.get(reverse("jobtower:job-detail", args=[job.pk])).content.decode()
+    assert f'href="http://{lab.dashboard}"' in page, page[:2000]

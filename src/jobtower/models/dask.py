@@ -54,9 +54,9 @@ class DaskScheduler(models.Model):
     @property
     def dashboard_url(self) -> str:
         """Return the dashboard as a link (http:// added when no scheme is given), or ""."""
-        if not self.dashboard:
-            return ""
-        return self.dashboard if "://" in self.dashboard else f"http://{self.dashboard}"
+        url = self.dashboard if "://" in self.dashboard else f"http://{self.dashboard}"
+        # Only web links: the page shows it as a link, and a javascript: URL would run in it.
+        return url if self.dashboard and url.split("://", 1)[0].lower() in ("http", "https") else ""
 
     @property
     def client(self) -> Client:
