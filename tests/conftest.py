@@ -30,7 +30,10 @@ class OtherApp(jobtower.AppBase):
 
 # The fixtures that need an engine outside the test process, and the marker each of their tests carries, so
 # that `pytest -m "not condor and not browser"` leaves out exactly the tests that need the pool or Chromium.
-ENGINE_FIXTURES = {"pool": "condor", "browser_page": "browser", "slurm_cluster": "slurm"}
+ENGINE_FIXTURES = {
+    "pool": "condor", "browser_page": "browser", "slurm_cluster": "slurm", "dask_cluster": "dask",
+    "own_dask_cluster": "dask",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -302,3 +305,106 @@ def in_slurm_queue(slurm_id: int) -> list[str]:
                          timeout=60).stdout
     return [s for s in out.split() if s not in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
                                                  "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE")]
+
+
+# -- a real Dask cluster: a `dask scheduler` and a `dask worker`, separate processes on 127.0.0.1 ----------
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DaskCluster:
+    """A scheduler and one worker started with Dask's own command line; restartable, stopped at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        import shutil
+        import sys
+
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.dashboard = f"127.0.0.1:{self.dashboard_port}"
+        self.logs = tmp
+        found = shutil.which("dask", path=os.path.dirname(sys.executable))
+        if found is None:
+            pytest.fail(f"no `dask` command next to {sys.executable}: pip install 'jobtower[dask]' (or the test extra)")
+        self.dask = found
+        root = str(Path(__file__).resolve().parent.parent)
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        self.scheduler: Any = None
+        self.worker: Any = None
+
+    def _spawn(self, name: str, *argv: str) -> Any:
+        import subprocess
+
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until the end
+        return subprocess.Popen([self.dask, *argv], stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                start_new_session=True)
+
+    def start(self) -> DaskCluster:
+        self.scheduler = self._spawn(
+            "scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+            "--dashboard-address", self.dashboard,
+        )
+        self.worker = self._spawn(
+            "worker", "worker", self.address, "--nthreads", "4", "--no-nanny", "--host", "127.0.0.1",
+            "--no-dashboard", "--death-timeout", "120",
+        )
+        wait_for(self.ready, 60, interval=0.2, what=f"the Dask scheduler at {self.address} and its worker")
+        return self
+
+    def ready(self) -> bool:
+        """Return True when the scheduler answers and knows one worker."""
+        from jobtower.backends import dask
+
+        for process in (self.scheduler, self.worker):
+            if process.poll() is not None:
+                pytest.fail(f"a Dask process exited with {process.returncode}: see {self.logs}")
+        try:
+            info = dask.client_for(self.address).scheduler_info()
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return len(info.get("workers", {})) >= 1
+
+    def restart(self) -> None:
+        """Kill the scheduler (a worker without a nanny leaves with it) and start both again on the same port."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        for process in (self.worker, self.scheduler):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _dask_cluster(tmp: Path) -> Any:
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"the dask tests need dask.distributed ({exc}): pip install 'jobtower[dask]'")
+    cluster = DaskCluster(tmp)
+    try:
+        yield cluster.start()
+    finally:
+        from jobtower.backends import dask
+
+        cluster.stop()
+        dask.close_clients()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory: Any) -> Any:
+    """A real Dask cluster shared by the session's dask tests."""
+    yield from _dask_cluster(tmp_path_factory.mktemp("dask"))
+
+
+@pytest.fixture
+def own_dask_cluster(tmp_path: Path) -> Any:
+    """A Dask cluster of the test's own, for a test that restarts its scheduler."""
+    yield from _dask_cluster(tmp_path)

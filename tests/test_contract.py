@@ -428,3 +428,58 @@ class TestSlurm(BackendContract):
 
     def work_gone(self, work: Any) -> bool:
         return not in_slurm_queue(work)
+# -- DASK: a real `dask scheduler` and `dask worker` (separate processes) ------------------------------
+
+
+@pytest.mark.dask
+class TestDask(BackendContract):
+    job_type = "DASK"
+    FUNCTIONS = {"succeeds": ("add", [1, 2]), "fails": ("boom", [3]), "long": ("long_task", [300])}
+
+    @pytest.fixture
+    def engine(self, dask_cluster: Any, db: Any) -> None:
+        from jobtower.models import create_dask_scheduler
+
+        self.cluster = dask_cluster
+        create_dask_scheduler("contract", dask_cluster.address).save()
+
+    def options(self, kind: str) -> dict[str, Any]:
+        function, args = self.FUNCTIONS[kind]
+        return {"scheduler": "contract", "function": f"tests.dask_functions:{function}", "args": args}
+
+    def let_time_pass(self, job: Job, done: Callable[[Job], bool], what: str) -> Job:
+        return drive(job, done, self.timeout, what, interval=0.05)
+
+    def make_unreachable(self, job: Job) -> None:
+        from tests.conftest import free_port
+
+        data = fresh(job).engine_data
+        self.address = data["address"]
+        # Nothing listens there: the scheduler cannot be asked (timeout 1 s keeps the cycle short).
+        Job.objects.filter(pk=job.pk).update(
+            engine_data={**data, "address": f"tcp://127.0.0.1:{free_port()}", "timeout": 1}
+        )
+
+    def make_reachable(self, job: Job) -> None:
+        data = fresh(job).engine_data
+        Job.objects.filter(pk=job.pk).update(engine_data={**data, "address": self.address, "timeout": 0})
+
+    def work_of(self, job: Job) -> Any:
+        return fresh(job).engine_data["key"]
+
+    def work_gone(self, work: Any) -> bool:
+        from jobtower.backends import dask
+
+        return dask.client_for(self.cluster.address).run_on_scheduler(dask._STATES, [work])[0] is None
+
+    def test_process_results_function_runs_once_then_the_job_is_complete(self) -> None:
+        # DASK keeps Tethys's form: process_results_function(result), whose return becomes the result.
+        results_functions.CALLS.clear()
+        job = self.start("succeeds", process_results_function=results_functions.record_value)
+        done = self.ended(job)
+        assert done.status_code is Status.COMPLETE, done.status_message
+        moves = [e.to_status for e in done.history()]
+        assert moves[-2:] == [Status.RESULTS_READY.value, Status.COMPLETE.value], moves
+        assert done.result == {"processed": 3}
+        self.one_cycle(done)
+        assert results_functions.CALLS == [3]

@@ -10,10 +10,11 @@ import jobtower
 
 def test_all_is_the_curated_public_api() -> None:
     assert sorted(jobtower.__all__) == [
-        "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "EngineUnavailable",
+        "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "DaskJob", "DaskScheduler",
+        "EngineUnavailable",
         "InvalidTransition", "Job", "JobError", "JobEvent", "JobManager", "JobsTable", "LocalJob", "Scheduler",
-        "Status", "StopError", "SubmitError", "Workspace", "create_condor_scheduler", "get_scheduler",
-        "job_types", "progress", "register_job_type",
+        "Status", "StopError", "SubmitError", "Workspace", "create_condor_scheduler", "create_dask_scheduler",
+        "get_dask_scheduler", "get_scheduler", "job_types", "progress", "register_job_type",
     ]
     for name in jobtower.__all__:
         assert getattr(jobtower, name) is not None

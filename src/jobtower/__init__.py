@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from jobtower.gizmos import JobsTable
     from jobtower.manager import JobManager
     from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob, Scheduler
+    from jobtower.models.dask import DaskJob, DaskScheduler, create_dask_scheduler, get_dask_scheduler
     from jobtower.models.scheduler import create_condor_scheduler, get_scheduler
 
 __version__ = "0.1.0"
@@ -31,6 +32,8 @@ __all__ = [
     "BasicJob",
     "CondorJob",
     "CondorWorkflow",
+    "DaskJob",
+    "DaskScheduler",
     "EngineUnavailable",
     "InvalidTransition",
     "Job",
@@ -45,6 +48,8 @@ __all__ = [
     "SubmitError",
     "Workspace",
     "create_condor_scheduler",
+    "create_dask_scheduler",
+    "get_dask_scheduler",
     "get_scheduler",
     "job_types",
     "progress",
@@ -63,6 +68,10 @@ _LAZY = {
     "Scheduler": "jobtower.models",
     "create_condor_scheduler": "jobtower.models",
     "get_scheduler": "jobtower.models",
+    "DaskJob": "jobtower.models",
+    "DaskScheduler": "jobtower.models",
+    "create_dask_scheduler": "jobtower.models",
+    "get_dask_scheduler": "jobtower.models",
     "JobsTable": "jobtower.gizmos",
 }
 

@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     # Which backend runs a job type: {"CONDOR": "module:Class"} or {"CONDOR": {"BACKEND": ..., "OPTIONS": {}}};
     # types not named run on the backend their class declares.
     "BACKENDS": {},
+    # The Dask scheduler of DASK jobs that name none: a DaskScheduler record's name, an address
+    # ("tcp://host:8786"), or "local" for a LocalCluster that the monitor starts once and shares.
+    "DASK_SCHEDULER": None,
+    # With DASK_SCHEDULER = "local": the LocalCluster's keyword arguments (n_workers, threads_per_worker...).
+    "DASK_LOCAL_CLUSTER": {},
     # A claim on a job's results step (fetching outputs, running process_results_function) older than
     # this many seconds is taken over: the process that held it died. The monitor renews its claims.
     "RESULTS_CLAIM_TIMEOUT": 120.0,

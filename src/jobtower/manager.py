@@ -729,6 +729,17 @@ def run_results(job: Job) -> Status:
     return job.status_code
 
 
+def store_result(job: Job, value: Any) -> None:
+    """Replace a Results-Ready job's result by `value` (plain JSON, at most 1 MB) from its results step.
+
+    Engines whose results step returns the result (DASK, as Tethys's process_results_function does) call
+    this; a value that cannot be stored raises ValueError, which ends the step, and the job, in Error.
+    """
+    value = _clean_json(value, "the value process_results_function returned")
+    Job.objects.filter(pk=job.pk, _status=Status.RESULTS_READY.value).update(result=value)
+    job._set(result=value)
+
+
 def process_results(job: Job) -> bool:
     """Claim and run the results step of a Results-Ready job; False when someone else holds it."""
     if job.status_code is not Status.RESULTS_READY or not claim_results(job):

@@ -203,6 +203,11 @@ class Monitor:
         _stop_on_signals(stop)
         self.heartbeat.beat(force=True)
         log.info("%s: checking active jobs every %.1f s", self.name, self.interval)
+        if conf.get("DASK_SCHEDULER") == "local":
+            from jobtower.backends import dask
+
+            # Started once, here, and shared through a file: every process's DASK jobs run on it.
+            dask.start_local_cluster()
         next_cycle = 0.0
         if self.delivery_thread:
             self._sender = threading.Thread(
@@ -226,6 +231,10 @@ class Monitor:
                     connections.close_all()
                 stop.wait(self.check_interval)
         finally:
+            if conf.get("DASK_SCHEDULER") == "local":
+                from jobtower.backends import dask
+
+                dask.stop_local_cluster()
             if self._pool is not None:
                 # Steps not started yet are handed back; those running keep their claims until the
                 # timeout, then another monitor retries them.

@@ -1,5 +1,6 @@
 """The record: jobs of every type in one table, and their status history."""
 
+from jobtower.models.dask import DaskJob, DaskScheduler, create_dask_scheduler, get_dask_scheduler
 from jobtower.models.job import Job, JobEvent, SpecField, Worker
 from jobtower.models.lease import Lease
 from jobtower.models.outbox import Delivery
@@ -8,6 +9,7 @@ from jobtower.models.slurm import SlurmCluster, SlurmJob
 from jobtower.models.types import BasicJob, CondorBase, CondorJob, CondorWorkflow, LocalJob
 
 __all__ = [
-    "BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "Delivery", "Job", "JobEvent", "Lease", "LocalJob",
-    "Scheduler", "SlurmCluster", "SlurmJob", "SpecField", "Worker", "create_condor_scheduler", "get_scheduler",
+    "BasicJob", "CondorBase", "CondorJob", "CondorWorkflow", "DaskJob", "DaskScheduler", "Delivery", "Job", "JobEvent",
+    "Lease", "LocalJob", "Scheduler", "SlurmCluster", "SlurmJob", "SpecField", "Worker", "create_condor_scheduler",
+    "create_dask_scheduler", "get_dask_scheduler", "get_scheduler",
 ]
