@@ -10,7 +10,8 @@ import jobtower
 
 def test_all_is_the_curated_public_api() -> None:
     assert sorted(jobtower.__all__) == [
-        "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "EngineUnavailable",
+        "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "CondorWorkflowJobNode",
+        "EngineUnavailable",
         "InvalidTransition", "Job", "JobError", "JobEvent", "JobManager", "JobsTable", "LocalJob", "Scheduler",
         "Status", "StopError", "SubmitError", "Workspace", "create_condor_scheduler", "get_scheduler",
         "job_types", "progress", "register_job_type",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from jobtower.manager import JobManager
     from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob, Scheduler
     from jobtower.models.scheduler import create_condor_scheduler, get_scheduler
+    from jobtower.models.workflow import CondorWorkflowJobNode
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "BasicJob",
     "CondorJob",
     "CondorWorkflow",
+    "CondorWorkflowJobNode",
     "EngineUnavailable",
     "InvalidTransition",
     "Job",
@@ -59,6 +61,7 @@ _LAZY = {
     "BasicJob": "jobtower.models",
     "CondorJob": "jobtower.models",
     "CondorWorkflow": "jobtower.models",
+    "CondorWorkflowJobNode": "jobtower.models",
     "LocalJob": "jobtower.models",
     "Scheduler": "jobtower.models",
     "create_condor_scheduler": "jobtower.models",
