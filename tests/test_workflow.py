@@ -24,6 +24,7 @@ from jobtower.models import CondorWorkflow, CondorWorkflowJobNode, Job, JobEvent
 from jobtower.monitor import Monitor
 from jobtower.statuses import Status
 from tests.conftest import drive, ended, fresh, in_queue, wait_for
+from tests.test_browser import browser_page, login  # noqa: F401 - the browser fixture, shared
 
 BACKEND_PATH = "jobtower.backends.dagman:DAGManBackend"
 
@@ -119,6 +120,54 @@ def test_a_node_without_an_executable_is_refused_at_execute_naming_it(job_manage
     with pytest.raises(ValueError, match="node 'empty': a CONDOR job needs an executable"):
         wf.execute()
     assert fresh(wf).status_code is Status.PENDING
+
+
+@pytest.mark.parametrize("name", ["../escape", "a b", "", "x/y", 'q"', "PARENT", "-lead", "é"])
+def test_node_names_that_are_not_one_safe_word_are_refused(job_manager, user, name) -> None:
+    wf = workflow(job_manager, user)
+    with pytest.raises(ValueError, match="is not allowed: use letters, digits|needs a name"):
+        wf.add_node(name=name, attributes=shell("true"))
+    assert not WorkflowNode.objects.filter(workflow_id=wf.pk).exists()
+
+
+def test_dag_picture_is_escaped_coloured_and_only_for_those_who_may_see_the_job(
+    job_manager, user, other_user, client
+) -> None:
+    from jobtower.web.dag import COLOURS, dag_svg
+
+    wf = workflow(job_manager, user, name="<b>wf</b>")
+    a = wf.add_node(name="a", attributes=shell("true"))
+    wf.add_node(name="b", attributes=shell("true"), parents=[a])
+    WorkflowNode.objects.filter(workflow_id=wf.pk, name="a").update(status=Status.COMPLETE.value,
+                                                                     status_message="<script>x</script>")
+    svg = dag_svg(wf.pk)
+    assert '<g class="jobtower-dag-node status-COM" data-node="a" data-status="COM">' in svg
+    assert COLOURS[Status.COMPLETE] in svg and COLOURS[Status.PENDING] in svg and "<line " in svg
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    client.force_login(user)
+    page = client.get(f"/jobs/{wf.pk}/")
+    assert page.status_code == 200 and b"data-jobtower-dag" in page.content and b"<svg" in page.content
+    picture = client.get(f"/jobs/{wf.pk}/dag.svg")
+    assert picture.status_code == 200 and picture["Content-Type"].startswith("image/svg+xml")
+    assert picture["X-Jobtower-Active"] == "1"  # Pending: the page keeps fetching it
+    client.force_login(other_user)
+    assert client.get(f"/jobs/{wf.pk}/dag.svg").status_code == 404
+    assert client.post(f"/jobs/{wf.pk}/dag.svg").status_code in (403, 405)
+
+
+def test_jobs_table_rows_of_many_workflows_cost_one_node_query(job_manager, user, client) -> None:
+    for n in range(5):
+        wf = workflow(job_manager, user, name=f"wf{n}")
+        for name in ("x", "y"):
+            wf.add_node(name=name, attributes=shell("true"))
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/")
+    node_queries = [q for q in queries.captured_queries if "workflownode" in q["sql"]]
+    assert len(node_queries) == 1, [q["sql"] for q in node_queries]
+    html = page.content.decode()
+    assert html.count('class="jobtower-node-row"') == 5 and "▸ 2 nodes" in html
+    assert '<tr data-node="x">' in html
 
 
 def test_node_statuses_roll_up() -> None:
@@ -314,3 +363,48 @@ def test_a_monitor_cycle_asks_the_schedd_at_most_twice_for_all_workflows(
     assert time.monotonic() - start < 30
     for wf in flows:
         assert ended(wf, 180).status_code is Status.COMPLETE
+
+
+@pytest.mark.condor
+@pytest.mark.browser
+def test_workflow_row_expands_and_the_dag_picture_changes_colour_without_reload(
+    browser_page, live_server, django_user_model, job_manager, workspace, dagman  # noqa: F811 - the fixture
+) -> None:
+    page, base = browser_page, live_server.url
+    alice = django_user_model.objects.create_user("alice", password="pw-alice-1")
+    wf = workflow(job_manager, alice, workspace, name="live_{id}")
+    first = wf.add_node(name="first", attributes=shell("true"))
+    wf.add_node(name="second", attributes=shell("true"), parents=[first])
+    wf.execute()
+    login(page, base, "alice", "pw-alice-1")
+
+    page.goto(f"{base}/")
+    page.click(f'[data-jt-expand="{wf.pk}"]')
+    nodes = page.locator(f'tr[data-parent-job="{wf.pk}"]')
+    assert nodes.is_visible() and nodes.locator('tr[data-node="second"]').is_visible()
+    assert "Pending" in nodes.locator('tr[data-node="second"]').inner_text()
+
+    assert page.context.browser is not None
+    detail = page.context.browser.new_context().new_page()
+    login(detail, base, "alice", "pw-alice-1")
+    detail.goto(f"{base}/jobs/{wf.pk}/")
+    picture = detail.locator('g[data-node="second"]')
+    assert picture.get_attribute("data-status") != Status.COMPLETE.value
+    detail.evaluate("window.jtNoReload = true")
+    monitor = Monitor(results_threads=0)
+
+    def finished_on_screen() -> bool:
+        monitor.cycle()
+        shown = [detail.locator(f'g[data-node="{name}"]').get_attribute("data-status") for name in ("first", "second")]
+        return shown == [Status.COMPLETE.value] * 2
+
+    wait_for(finished_on_screen, 120, interval=0.5, what="the DAG picture to show both nodes Complete")
+    assert detail.evaluate("window.jtNoReload") is True  # the same page: no reload happened
+    fill = detail.locator('g[data-node="second"] rect').get_attribute("fill")
+    from jobtower.web.dag import COLOURS
+
+    assert fill == COLOURS[Status.COMPLETE]
+    # The table's open node row follows too, and stays open.
+    wait_for(lambda: "Complete" in nodes.locator('tr[data-node="second"]').inner_text() or None, 30,
+             interval=0.3, what="the table's node row to show Complete")
+    assert nodes.is_visible()

@@ -174,7 +174,7 @@ class DAGManBackend(CondorBackend):
     name = "HTCondor DAGMan"
     capabilities = frozenset({
         Capability.SUBMIT, Capability.POLL, Capability.STOP, Capability.HOLD, Capability.LOGS,
-        Capability.NODES, Capability.CALLBACKS,
+        Capability.LOG_FILES, Capability.NODES, Capability.CALLBACKS,
     })
 
     def check(self, job: Job) -> None:
@@ -362,6 +362,21 @@ class DAGManBackend(CondorBackend):
         # Per node, as a multi-proc CONDOR job's are per proc; plus DAGMan's own log.
         dagman = tail(attempt_dir / f"{DAG_FILE}.dagman.out", LOG_TAIL_BYTES)
         return {"stdout": stdout, "stderr": stderr, "dagman": dagman}
+
+    def log_files(self, job: Job) -> dict[str, Path]:
+        """Return DAGMan's log and each node's stdout/stderr files ("<node>.stdout"), all in the job's folder."""
+        from jobtower.models.workflow import NODE_NAME
+
+        if self._cluster(job) is None:
+            return {}
+        attempt_dir = Path(attempt_folder(job.folder, job.attempt))
+        files = {"dagman": attempt_dir / f"{DAG_FILE}.dagman.out"}
+        for name in (job.engine_data or {}).get("node_names") or []:
+            if NODE_NAME.fullmatch(str(name)):  # never a path out of the node's own folder
+                folder = Path(node_folder(job.folder, job.attempt, str(name)))
+                files[f"{name}.stdout"] = folder / "stdout.txt"
+                files[f"{name}.stderr"] = folder / "stderr.txt"
+        return files
 
     def fetch_results(self, job: Job) -> None:
         """Nothing to fetch: nodes run on the local pool and write into their folders."""

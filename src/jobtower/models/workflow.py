@@ -8,10 +8,13 @@ with ``workflow.add_node(...)``; both write the same rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from jobtower import statuses
 from jobtower.jsoncheck import check_json
@@ -19,6 +22,8 @@ from jobtower.statuses import Status
 
 #: DAGMan's node kinds; jobtower runs HTCondor job nodes.
 NODE_TYPES = ("JOB",)
+#: A node's name is also its folder's name and a word of the DAG file: letters, digits, _ . - only.
+NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 
 
 class WorkflowNode(models.Model):
@@ -48,6 +53,9 @@ class WorkflowNode(models.Model):
     #: The node's status as the engine last reported it (written by the manager only).
     status = models.CharField(max_length=3, choices=statuses.CHOICES, default=Status.PENDING.value)
     status_message = models.TextField(blank=True, default="")
+    #: When the engine first reported the node queued or running, and when it ended (this attempt).
+    start_time = models.DateTimeField(null=True, blank=True)
+    completion_time = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         app_label = "jobtower"
@@ -77,6 +85,13 @@ class WorkflowNode(models.Model):
         return sorted(self.parent_nodes.all(), key=lambda node: node.name)
 
     @property
+    def run_time(self) -> Any:
+        """Return how long the node has been queued or running (so far), or "" before it started."""
+        if self.start_time is None:
+            return ""
+        return (self.completion_time or timezone.now()) - self.start_time
+
+    @property
     def status_code(self) -> Status:
         """Return the node's stored status as a Status."""
         return Status(self.status)
@@ -90,8 +105,12 @@ class WorkflowNode(models.Model):
         """Raise ValueError naming what is wrong with this node (nothing is written)."""
         if not self.name or not str(self.name).strip():
             raise ValueError("a workflow node needs a name: CondorWorkflowJobNode(name='prep', workflow=...)")
-        if any(ch.isspace() for ch in self.name) or '"' in self.name:
-            raise ValueError(f"workflow node name {self.name!r} holds a space or a quote; DAGMan names are one word")
+        if not NODE_NAME.fullmatch(str(self.name)) or self.name.upper() in DAG_WORDS:
+            raise ValueError(
+                f"workflow node name {self.name!r} is not allowed: use letters, digits, '_', '.' and '-' "
+                "(not first), at most 255 characters, and no DAGMan keyword; the name is also the node's "
+                "folder name"
+            )
         if self.workflow_id is None:
             raise ValueError(f"workflow node {self.name!r} has no workflow: save() the workflow first")
         if self.job_type not in NODE_TYPES:
@@ -137,6 +156,10 @@ class WorkflowNode(models.Model):
     def __str__(self) -> str:
         return f"node {self.name} of workflow {self.workflow_id}"
 
+
+#: Words of the DAG language a node name must not be (DAGMan reads them as keywords).
+DAG_WORDS = frozenset({"PARENT", "CHILD", "JOB", "SUBDAG", "SPLICE", "FINAL", "SCRIPT", "RETRY", "VARS",
+                       "PRIORITY", "CATEGORY", "MAXJOBS", "ABORT-DAG-ON", "DONE", "ALL_NODES"})
 
 #: The Tethys name of a workflow node (tethys_compute.models.CondorWorkflowJobNode).
 CondorWorkflowJobNode = WorkflowNode
@@ -228,6 +251,21 @@ def store_statuses(workflow_id: int, states: Mapping[str, Status], messages: Map
             *[models.When(name=name, then=models.Value(Status(code).value)) for name, code in states.items()],
             default=models.F("status"), output_field=models.CharField(),
         )
+        now = timezone.now()
+        started = [name for name, code in states.items() if Status(code) is not Status.PENDING]
+        ended = [name for name, code in states.items() if Status(code).is_terminal]
+        pending = [name for name, code in states.items() if Status(code) is Status.PENDING]
+        if started or pending:
+            values["start_time"] = models.Case(
+                models.When(name__in=pending, then=models.Value(None)),
+                models.When(name__in=started, then=Coalesce(models.F("start_time"), models.Value(now))),
+                default=models.F("start_time"), output_field=models.DateTimeField(),
+            )
+            values["completion_time"] = models.Case(
+                models.When(name__in=ended, then=Coalesce(models.F("completion_time"), models.Value(now))),
+                models.When(name__in=[n for n in started if n not in ended] + pending, then=models.Value(None)),
+                default=models.F("completion_time"), output_field=models.DateTimeField(),
+            )
     if messages:
         values["status_message"] = models.Case(
             *[models.When(name=name, then=models.Value(text)) for name, text in messages.items()],
