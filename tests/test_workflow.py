@@ -274,9 +274,11 @@ def test_diamond_completes_in_dag_order_and_delete_removes_its_folder_only(
     assert Status.VARIOUS in seen  # top finished while the others waited
     assert done.nodes_status() == {"top": "Complete", "left": "Complete", "right": "Complete", "bottom": "Complete"}
     logs = done.get_logs()
-    ran = {name: int(text.split()[0]) for name, text in logs["stdout"].items()}
+    ran_names = ("top", "left", "right", "bottom")
+    assert set(logs) == {"stdout", "stderr", "dagman"} | {f"{n}.{s}" for n in ran_names for s in ("stdout", "stderr")}
+    ran = {name: int(logs[f"{name}.stdout"].split()[0]) for name in ran_names}
     assert ran["top"] < ran["left"] < ran["bottom"] and ran["top"] < ran["right"] < ran["bottom"], ran
-    assert "condor_dagman" in logs["dagman"].lower() or "dag" in logs["dagman"].lower()
+    assert "STARTING UP" in logs["dagman"] and "EXITING WITH STATUS 0" in logs["dagman"]
     for name in ("top", "left", "right", "bottom"):
         assert (done.folder / "attempts" / "1" / name / "out.txt").read_text() == f"{name}\n"
     dag_text = (done.folder / "attempts" / "1" / "workflow.dag").read_text()
@@ -309,7 +311,7 @@ def test_failing_node_ends_in_error_naming_it_then_resubmit_runs_only_unfinished
     assert "prep" not in failed.status_message.replace("flaky", "")
     assert failed.nodes_status() == {"prep": "Complete", "flaky": "Error"}
     assert WorkflowNode.objects.get(workflow_id=wf.pk, name="flaky").status_message.startswith("Job proc")
-    assert failed.get_logs()["stdout"]["flaky"].count("try") == 1  # the retry's stdout replaced the first
+    assert failed.get_logs()["flaky.stdout"].count("try") == 1  # the retry's stdout replaced the first
 
     flag.write_text("")
     flag.chmod(0o644)
@@ -385,7 +387,8 @@ def test_workflow_row_expands_and_the_dag_picture_changes_colour_without_reload(
     assert "Pending" in nodes.locator('tr[data-node="second"]').inner_text()
 
     assert page.context.browser is not None
-    detail = page.context.browser.new_context().new_page()
+    second = page.context.browser.new_context()
+    detail = second.new_page()
     login(detail, base, "alice", "pw-alice-1")
     detail.goto(f"{base}/jobs/{wf.pk}/")
     picture = detail.locator('g[data-node="second"]')
@@ -408,3 +411,4 @@ def test_workflow_row_expands_and_the_dag_picture_changes_colour_without_reload(
     wait_for(lambda: "Complete" in nodes.locator('tr[data-node="second"]').inner_text() or None, 30,
              interval=0.3, what="the table's node row to show Complete")
     assert nodes.is_visible()
+    second.close()

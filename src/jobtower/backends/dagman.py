@@ -348,29 +348,22 @@ class DAGManBackend(CondorBackend):
     # -- files --------------------------------------------------------------------------------------
 
     def logs(self, job: Job) -> dict[str, Any]:
-        """Return DAGMan's own log (dagman.out) and each node's stdout and stderr for this attempt."""
-        data = job.engine_data or {}
-        if self._cluster(job) is None:
-            return {}
-        attempt_dir = Path(attempt_folder(job.folder, job.attempt))
-        stdout: dict[str, str] = {}
-        stderr: dict[str, str] = {}
-        for name in data.get("node_names") or []:
-            folder = Path(node_folder(job.folder, job.attempt, str(name)))
-            stdout[str(name)] = tail(folder / "stdout.txt", LOG_TAIL_BYTES)
-            stderr[str(name)] = tail(folder / "stderr.txt", LOG_TAIL_BYTES)
-        # Per node, as a multi-proc CONDOR job's are per proc; plus DAGMan's own log.
-        dagman = tail(attempt_dir / f"{DAG_FILE}.dagman.out", LOG_TAIL_BYTES)
-        return {"stdout": stdout, "stderr": stderr, "dagman": dagman}
+        """Return the tails of the workflow's logs, by the names log_files() gives them."""
+        return {name: tail(path, LOG_TAIL_BYTES) for name, path in self.log_files(job).items()}
 
     def log_files(self, job: Job) -> dict[str, Path]:
-        """Return DAGMan's log and each node's stdout/stderr files ("<node>.stdout"), all in the job's folder."""
+        """Return the workflow's log files, all in its own folder: DAGMan's stdout and stderr ("stdout",
+        "stderr"), its log ("dagman", dagman.out), then each node's ("<node>.stdout", "<node>.stderr")."""
         from jobtower.models.workflow import NODE_NAME
 
         if self._cluster(job) is None:
             return {}
         attempt_dir = Path(attempt_folder(job.folder, job.attempt))
-        files = {"dagman": attempt_dir / f"{DAG_FILE}.dagman.out"}
+        files = {
+            "stdout": attempt_dir / f"{DAG_FILE}.lib.out",
+            "stderr": attempt_dir / f"{DAG_FILE}.lib.err",
+            "dagman": attempt_dir / f"{DAG_FILE}.dagman.out",
+        }
         for name in (job.engine_data or {}).get("node_names") or []:
             if NODE_NAME.fullmatch(str(name)):  # never a path out of the node's own folder
                 folder = Path(node_folder(job.folder, job.attempt, str(name)))
