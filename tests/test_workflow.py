@@ -7,6 +7,7 @@ runs in the scheduler universe and needs no slot.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,21 @@ def test_node_names_that_are_not_one_safe_word_are_refused(job_manager, user, na
     wf = workflow(job_manager, user)
     with pytest.raises(ValueError, match="is not allowed: use letters, digits|needs a name"):
         wf.add_node(name=name, attributes=shell("true"))
+    assert not WorkflowNode.objects.filter(workflow_id=wf.pk).exists()
+
+
+@pytest.mark.parametrize("node_settings, expected", [
+    ({"category": "two words"}, "category 'two words' must be one word"),
+    ({"variables": {"x": 'say "hi"'}}, "variable 'x' = 'say \"hi\"' cannot be written into the DAG"),
+    ({"variables": {"1x": "v"}}, "variable '1x'"),
+    ({"pre_script": "a.sh\nJOB evil evil.sub"}, "pre_script cannot span lines"),
+])
+def test_settings_that_would_break_the_dag_file_are_refused(job_manager, user, node_settings, expected) -> None:
+    wf = workflow(job_manager, user)
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        wf.add_node(name="n", attributes=shell("true"), **node_settings)
+    with pytest.raises(ValueError, match="max_jobs category 'a b' must be one word"):
+        wf.max_jobs = {"a b": 2}
     assert not WorkflowNode.objects.filter(workflow_id=wf.pk).exists()
 
 

@@ -131,8 +131,15 @@ class CondorJob(CondorBase):
 def _max_jobs(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise TypeError("max_jobs must be a dict of category -> most nodes running at once, e.g. {'runs': 2}")
+    from jobtower.models.workflow import NODE_NAME
+
     limits = {}
     for category, limit in value.items():
+        if not NODE_NAME.fullmatch(str(category)):
+            raise ValueError(
+                f"max_jobs category {category!r} must be one word of letters, digits, '_', '.' and '-' "
+                "(the category a node names)"
+            )
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"max_jobs[{category!r}] must be a whole number of at least 1, got {limit!r}")
         limits[str(category)] = limit

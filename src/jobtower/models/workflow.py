@@ -24,6 +24,8 @@ from jobtower.statuses import Status
 NODE_TYPES = ("JOB",)
 #: A node's name is also its folder's name and a word of the DAG file: letters, digits, _ . - only.
 NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+#: A DAGMan VARS name.
+VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 
 class WorkflowNode(models.Model):
@@ -117,6 +119,23 @@ class WorkflowNode(models.Model):
             raise ValueError(
                 f"workflow node {self.name!r}: job_type must be one of {NODE_TYPES}, not {self.job_type!r}"
             )
+        if self.category and not NODE_NAME.fullmatch(str(self.category)):
+            raise ValueError(
+                f"workflow node {self.name!r}: category {self.category!r} must be one word of letters, digits, "
+                "'_', '.' and '-' (it is written into the DAG file)"
+            )
+        if not isinstance(self.variables, dict):
+            raise TypeError(f"workflow node {self.name!r}: variables must be a dict of names to values")
+        for key, value in (self.variables or {}).items():
+            if not VAR_NAME.fullmatch(str(key)) or any(c in str(value) for c in '"\n\r\\'):
+                raise ValueError(
+                    f"workflow node {self.name!r}: variable {key!r} = {value!r} cannot be written into the DAG: "
+                    "names are letters, digits and '_' (not first a digit), values hold no quote, backslash "
+                    "or line break"
+                )
+        for key in ("pre_script", "pre_script_args", "post_script", "post_script_args", "dir"):
+            if any(c in str(getattr(self, key) or "") for c in "\n\r"):
+                raise ValueError(f"workflow node {self.name!r}: {key} cannot span lines")
         check_json(self.attributes, f"workflow node {self.name!r} attributes")
         check_json(self.variables, f"workflow node {self.name!r} variables")
         self.remote_input_files = _paths(self.remote_input_files or [])
