@@ -483,3 +483,26 @@ class TestDask(BackendContract):
         assert done.result == {"processed": 3}
         self.one_cycle(done)
         assert results_functions.CALLS == [3]
+@pytest.mark.condor
+class TestCondorWorkflow(TestCondor):
+    """A one-node DAGMan workflow of each kind: the contract holds for workflows as for single jobs."""
+
+    job_type = "CONDORWORKFLOW"
+    timeout = 120.0
+
+    def options(self, kind: str) -> dict[str, Any]:
+        return {"workspace": str(self.workspace)}
+
+    def create(self, kind: str, **more: Any) -> Job:
+        job = super().create(kind, **more)
+        executable, *arguments = self.PROGRAMS[kind]
+        attributes = {"executable": executable, **({"arguments": " ".join(arguments)} if arguments else {})}
+        job.add_node(name="only", condorpy_template_name="vanilla_base", attributes=attributes)  # type: ignore[attr-defined]
+        return job
+
+    def work_gone(self, work: Any) -> bool:
+        import htcondor
+
+        # DAGMan and the node jobs it submitted (their ads carry DAGManJobId).
+        nodes = htcondor.Schedd().query(f"DAGManJobId == {int(work)}", ["ClusterId"])
+        return not in_queue(work) and not list(nodes)

@@ -13,7 +13,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-import jobtower
 from jobtower.errors import AlreadyExecuted, InvalidTransition, StopError, SubmitError
 from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent
 from jobtower.statuses import Status
@@ -119,10 +118,10 @@ def test_workflow_record(job_manager, user) -> None:
     assert type(got) is CondorWorkflow and got.max_jobs == {"a": 2} and got.name == f"wf_{wf.pk}"
 
 
-def test_executing_a_workflow_is_a_clear_error_and_loses_nothing(job_manager, user) -> None:
-    # CONDOR jobs run (tests/test_condor.py); DAGMan workflows do not yet.
+def test_executing_a_workflow_without_nodes_is_a_clear_error_and_loses_nothing(job_manager, user) -> None:
+    # Workflows run on DAGMan (tests/test_workflow.py); one with no nodes is refused before anything moves.
     job = job_manager.create_job(name="c", user=user, job_type="CONDORWORKFLOW", description="keep me")
-    with pytest.raises(jobtower.EngineUnavailable, match="cannot run yet"):
+    with pytest.raises(ValueError, match="has no nodes: add some with workflow.add_node"):
         job.execute()
     stored = Job.objects.get(pk=job.pk)
     assert stored.status_code is Status.PENDING and stored.description == "keep me"

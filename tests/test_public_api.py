@@ -10,7 +10,8 @@ import jobtower
 
 def test_all_is_the_curated_public_api() -> None:
     assert sorted(jobtower.__all__) == [
-        "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "DaskJob", "DaskScheduler",
+        "AlreadyExecuted", "AppBase", "BasicJob", "CondorJob", "CondorWorkflow", "CondorWorkflowJobNode", "DaskJob",
+        "DaskScheduler",
         "EngineUnavailable",
         "InvalidTransition", "Job", "JobError", "JobEvent", "JobManager", "JobsTable", "LocalJob", "Scheduler",
         "Status", "StopError", "SubmitError", "Workspace", "create_condor_scheduler", "create_dask_scheduler",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Job, JobEvent, LocalJob, Scheduler
     from jobtower.models.dask import DaskJob, DaskScheduler, create_dask_scheduler, get_dask_scheduler
     from jobtower.models.scheduler import create_condor_scheduler, get_scheduler
+    from jobtower.models.workflow import CondorWorkflowJobNode
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "BasicJob",
     "CondorJob",
     "CondorWorkflow",
+    "CondorWorkflowJobNode",
     "DaskJob",
     "DaskScheduler",
     "EngineUnavailable",
@@ -64,6 +66,7 @@ _LAZY = {
     "BasicJob": "jobtower.models",
     "CondorJob": "jobtower.models",
     "CondorWorkflow": "jobtower.models",
+    "CondorWorkflowJobNode": "jobtower.models",
     "LocalJob": "jobtower.models",
     "Scheduler": "jobtower.models",
     "create_condor_scheduler": "jobtower.models",

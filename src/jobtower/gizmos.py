@@ -126,7 +126,8 @@ class JobsTable:
         query = params.get(f"{p}_q", "").replace("\x00", "").strip()[:200]
         jobs, has_next = _page(self.jobs, page, self.page_size, sort, status_filter, query)
         config = self.config()
-        rows = [mark_safe(config.row_html(job)) for job in jobs]  # built escaped, value by value
+        nodes = config.nodes_for(jobs)
+        rows = [mark_safe(config.row_html(job, nodes.get(job.pk))) for job in jobs]  # built escaped, value by value
 
         def link(**changes: Any) -> str:
             values = {f"{p}_page": page, f"{p}_sort": sort, f"{p}_status": status_filter, f"{p}_q": query}
@@ -233,11 +234,19 @@ class TableConfig:
                 return CustomAction(**custom).as_action()
         return None
 
-    def row_html(self, job: Job) -> str:
-        """Return one table row as HTML; every value is escaped.
+    @staticmethod
+    def nodes_for(jobs: Sequence[Job]) -> dict[int, list[Any]]:
+        """Return the nodes of the workflows among `jobs`, in one query (none: no query)."""
+        from jobtower.web.dag import node_rows
+
+        return node_rows(job.pk for job in jobs if job.job_type == "CONDORWORKFLOW")
+
+    def row_html(self, job: Job, nodes: list[Any] | None = None) -> str:
+        """Return one table row as HTML (a workflow's is followed by a row of its nodes); all escaped.
 
         Rows are built in Python rather than with the template engine: a page has 50 of them and
-        the refresh endpoint renders them again every few seconds.
+        the refresh endpoint renders them again every few seconds. `nodes` are a workflow's nodes
+        when the caller fetched them for many rows at once.
         """
         status = job.status_code
         cells = []
@@ -266,7 +275,37 @@ class TableConfig:
         if self.actions or self.custom:
             cells.append(f'<td class="jobtower-actions">{"".join(self._buttons(job))}</td>')
         active = ' data-active="1"' if status.is_active else ""
-        return f'<tr data-job-id="{job.pk}"{active} class="status-{status.value}">{"".join(cells)}</tr>'
+        if job.job_type != "CONDORWORKFLOW":
+            return f'<tr data-job-id="{job.pk}"{active} class="status-{status.value}">{"".join(cells)}</tr>'
+        if nodes is None:
+            nodes = self.nodes_for([job]).get(job.pk, [])
+        toggle = (f'<button type="button" class="jobtower-expand" data-jt-expand="{job.pk}" '
+                  f'aria-expanded="false">▸ {len(nodes)} node{"" if len(nodes) == 1 else "s"}</button>')
+        cells[0] = cells[0].replace("</td>", f" {toggle}</td>", 1) if cells else f"<td>{toggle}</td>"
+        main = f'<tr data-job-id="{job.pk}"{active} class="status-{status.value}">{"".join(cells)}</tr>'
+        return main + self._node_row(job, nodes, len(cells))
+
+    def _node_row(self, job: Job, nodes: list[Any], width: int) -> str:
+        """Return the hidden row that lists a workflow's nodes: name, status, run time, logs."""
+        logs = _url("jobtower:job-logs", job.pk)
+        lines = []
+        for node in nodes:
+            status = Status(node.status)
+            run_time = node.run_time
+            message = f' <small>{escape(node.status_message[:200])}</small>' if node.status_message else ""
+            lines.append(
+                f'<tr data-node="{escape(node.name)}"><td>{escape(node.name)}</td>'
+                f'<td><span class="jobtower-badge status-{status.value}">{status.display}</span>{message}</td>'
+                f'<td>{_duration(run_time) if run_time != "" else ""}</td>'
+                f'<td><a href="{logs}#log-{escape(slugify(node.name + ".stdout"))}">stdout</a> '
+                f'<a href="{logs}#log-{escape(slugify(node.name + ".stderr"))}">stderr</a></td></tr>'
+            )
+        body = "".join(lines) or '<tr><td colspan="4">This workflow has no nodes.</td></tr>'
+        return (
+            f'<tr class="jobtower-node-row" data-parent-job="{job.pk}" hidden><td colspan="{max(width, 1)}">'
+            '<table class="jobtower-nodes"><thead><tr><th>Node</th><th>Status</th><th>Run time</th>'
+            f'<th>Logs</th></tr></thead><tbody>{body}</tbody></table></td></tr>'
+        )
 
     def _buttons(self, job: Job) -> list[str]:
         buttons = []

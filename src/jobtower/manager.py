@@ -413,6 +413,8 @@ def _plain(observation: Observation) -> bool:
 def observe(job: Job, observation: Observation, *, source: str = "engine") -> bool:
     """Apply what an engine observed: a legal move is made, anything else is ignored."""
     observation = sanitize(observation)
+    if observation.nodes is not None:
+        _store_nodes(job, observation)
     moved = transition(
         job, observation.status, source=source, message=observation.message, strict=False,
         extra=_facts(job, observation),
@@ -420,6 +422,29 @@ def observe(job: Job, observation: Observation, *, source: str = "engine") -> bo
     if not moved:
         record_facts(job, observation)
     return moved
+
+
+def _store_nodes(job: Job, observation: Observation) -> None:
+    """Write a workflow's node statuses into its node rows when they changed: one UPDATE per workflow.
+
+    Compared with what the job's engine_data holds from the last observation, so a cycle where
+    nothing moved writes nothing, and reading the nodes never asks the engine.
+    """
+    from jobtower.models.workflow import store_statuses
+
+    known = job.engine_data or {}
+    states = {name: Status(state) for name, state in (observation.nodes or {}).items()}
+    messages = {
+        _clean_text(name, 255): _clean_text(text, 1000)
+        for name, text in dict((observation.engine_data or {}).get("node_messages") or {}).items()
+    }
+    old_states = known.get("nodes") or {}
+    old_messages = known.get("node_messages") or {}
+    changed_states = {name: s for name, s in states.items() if old_states.get(name) != s.value}
+    changed_messages = {name: t for name, t in messages.items() if old_messages.get(name) != t}
+    if changed_states or changed_messages:
+        with transaction.atomic():
+            store_statuses(job.pk, changed_states, changed_messages)
 
 
 def _facts(job: Job, observation: Observation) -> dict[str, Any]:

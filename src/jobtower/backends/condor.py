@@ -221,13 +221,7 @@ class CondorBackend(Backend):
     # -- checks and submission --------------------------------------------------------------------
 
     def check(self, job: Job) -> None:
-        """Refuse what cannot run: workflows (their engine is DAGMan) and a missing htcondor."""
-        if job.job_type == "CONDORWORKFLOW":
-            raise EngineUnavailable(
-                f"CONDORWORKFLOW job {job.pk} was saved but cannot run yet: this version of jobtower "
-                "runs single HTCondor jobs (CONDOR) but not DAGMan workflows. The job stays Pending "
-                "with all its settings; run it again once the workflow engine is installed."
-            )
+        """Refuse what cannot run: a missing htcondor."""
         bindings()
 
     def _prepare_folder(self, job: CondorJob, schedd: Any, attempt_dir: Path) -> None:

@@ -101,6 +101,11 @@ def attempt_folder(folder: str | os.PathLike[str], attempt: int) -> str:
     return os.path.join(os.fspath(folder), "attempts", str(attempt))
 
 
+def node_folder(folder: str | os.PathLike[str], attempt: int, node: str) -> str:
+    """Return the folder a workflow node runs in for one attempt (its stdout and stderr are there)."""
+    return os.path.join(attempt_folder(folder, attempt), node)
+
+
 @dataclass
 class Description:
     """One attempt's submit description and what jobtower needs to know about it."""
@@ -139,6 +144,7 @@ def describe(
     remote_input_files: Iterable[str] = (),
     procs: int = 1,
     remote: bool = False,
+    node: bool = False,
 ) -> Description:
     """Return the submit description of one attempt of a CONDOR job; ValueError says what is wrong.
 
@@ -146,12 +152,13 @@ def describe(
     ``stderr.txt``, ``condor.log`` in the job's folder, so a resubmit keeps the old ones), then the
     job's attributes, which override anything (an attribute set to None or "" removes a default).
     Relative paths are taken from the job's initial directory, which is its own folder by default.
+    A workflow node (`node`) runs in `folder`, its own per-attempt folder, and writes its files there.
     """
     chosen = template(template_name)
     if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
         raise ValueError(f"num_jobs must be a whole number of at least 1, got {procs!r}")
     filler = {"folder": folder, "workspace": workspace or folder}
-    per_attempt = attempt_folder(folder, attempt)
+    per_attempt = folder if node else attempt_folder(folder, attempt)
     suffix = ".$(Process)" if procs > 1 else ""
     commands: dict[str, str] = {key: value.format(**filler) for key, value in chosen.commands.items()}
     commands.setdefault("initialdir", folder)

@@ -129,16 +129,107 @@ class CondorJob(CondorBase):
         return self.attributes.get(name)
 
 
+def _max_jobs(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise TypeError("max_jobs must be a dict of category -> most nodes running at once, e.g. {'runs': 2}")
+    from jobtower.models.workflow import NODE_NAME
+
+    limits = {}
+    for category, limit in value.items():
+        if not NODE_NAME.fullmatch(str(category)):
+            raise ValueError(
+                f"max_jobs category {category!r} must be one word of letters, digits, '_', '.' and '-' "
+                "(the category a node names)"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_jobs[{category!r}] must be a whole number of at least 1, got {limit!r}")
+        limits[str(category)] = limit
+    return limits
+
+
 @register_job_type("CONDORWORKFLOW")
 class CondorWorkflow(CondorBase):
-    """An HTCondor DAGMan workflow: its settings (nodes arrive with the DAGMan engine)."""
+    """An HTCondor DAGMan workflow: nodes (their own table) run as a DAG by the DAGMan engine."""
 
-    max_jobs = SpecField(dict, coerce=dict, schema={"type": "object", "additionalProperties": {"type": "integer"}})
+    backend_path = "jobtower.backends.dagman:DAGManBackend"
+    #: Category -> the most nodes of that category running at once (DAGMan's MAXJOBS).
+    max_jobs = SpecField(
+        dict, coerce=_max_jobs, schema={"type": "object", "additionalProperties": {"type": "integer"}}
+    )
+    #: Extra DAGMan configuration lines (a DAGMan config file's text).
     config = SpecField("", coerce=str)
 
     class Meta:
         proxy = True
         app_label = "jobtower"
+
+    @property
+    def nodes(self) -> Any:
+        """Return the workflow's nodes (a QuerySet of WorkflowNode)."""
+        return self.node_set.all()
+
+    def add_node(self, *, name: str, parents: Any = (), **settings: Any) -> Any:
+        """Create and save one node (Tethys's node fields as keywords), with its parents; return it."""
+        from jobtower.models.workflow import WorkflowNode
+
+        if self.pk is None:
+            self.save()
+        node = WorkflowNode(name=name, workflow=self, **settings)
+        node.save()
+        try:
+            node.add_parents(parents)
+        except Exception:
+            node.delete()  # bad input loses nothing, and leaves nothing half made
+            raise
+        return node
+
+    def get_node(self, name: str) -> Any:
+        """Return the node called `name`; KeyError lists the names there are."""
+        found = self.node_set.filter(name=name).first()
+        if found is None:
+            names = ", ".join(self.node_set.values_list("name", flat=True)) or "none"
+            raise KeyError(f"workflow {self.pk} has no node {name!r}; its nodes are: {names}")
+        return found
+
+    def nodes_status(self) -> dict[str, str]:
+        """Return {node name: display status} as last stored (this never asks the schedd)."""
+        from jobtower.statuses import Status
+
+        return {
+            name: Status(code).display
+            for name, code in self.node_set.order_by("id").values_list("name", "status")
+        }
+
+    def node_descriptions(self) -> dict[str, Description]:
+        """Return each node's submit description for the current attempt; ValueError names the node."""
+        from jobtower.backends.condor_templates import describe, node_folder
+
+        found: dict[str, Description] = {}
+        for node in self.node_set.order_by("id"):
+            folder = node_folder(self.folder, self.attempt, node.name)
+            try:
+                found[node.name] = describe(
+                    template_name=node.condorpy_template_name,
+                    attributes=node.attributes,
+                    folder=folder,
+                    workspace=self.workspace,
+                    attempt=self.attempt,
+                    job_id=self.pk,
+                    name=f"{self.name}.{node.name}",
+                    remote_input_files=node.remote_input_files,
+                    node=True,
+                )
+            except ValueError as exc:
+                raise ValueError(f"workflow {self.pk}, node {node.name!r}: {exc}") from None
+        return found
+
+    def clean_spec(self) -> None:
+        """Check the graph (no cycle, no foreign parent) and every node's description; nothing moves."""
+        from jobtower.models.workflow import check_graph
+
+        check_graph(self.pk)
+        self.node_descriptions()
+        self.get_scheduler()
 
 
 def _argv(value: Any) -> list[str]:

@@ -28,6 +28,7 @@ from django.http import (
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -125,8 +126,9 @@ def table_rows(request: HttpRequest) -> JsonResponse:
     if not all(i.isascii() and i.isdigit() and len(i) <= 19 and 0 < int(i) <= MAX_ID for i in parts):
         return _json_error(f"ids must be a comma-separated list of job ids (whole numbers from 1 to {MAX_ID})", 400)
     ids = [int(i) for i in parts]
-    jobs = with_status_since(visible_jobs(request.user).filter(pk__in=ids))
-    return JsonResponse({"rows": {str(job.pk): config.row_html(job) for job in jobs}})
+    jobs = list(with_status_since(visible_jobs(request.user).filter(pk__in=ids)))
+    nodes = config.nodes_for(jobs)
+    return JsonResponse({"rows": {str(job.pk): config.row_html(job, nodes.get(job.pk)) for job in jobs}})
 
 
 def _safe_next(request: HttpRequest, target: str) -> str:
@@ -199,7 +201,32 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "engine": job.get_backend(),
         "progress_shown": job.progress is not None and math.isfinite(job.progress),
         "capabilities": sorted(c.value for c in manager.capabilities(job)),
+        "dag_svg": _dag_picture(job),
     })
+
+
+def _dag_picture(job: Job) -> str:
+    """Return a workflow's DAG picture (SVG built from escaped values), or "" for other jobs."""
+    if job.job_type != "CONDORWORKFLOW":
+        return ""
+    from jobtower.web.dag import dag_svg
+
+    return mark_safe(dag_svg(job.pk))  # noqa: S308 - every value in it is escaped where it is built
+
+
+@login_required
+@require_GET
+def job_dag(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Return a workflow's DAG as SVG, drawn from the stored node statuses (the engine is not asked)."""
+    from jobtower.web.dag import dag_svg
+
+    job = _job_for(request, job_id)
+    if job.job_type != "CONDORWORKFLOW":
+        raise Http404("only workflows have a DAG")
+    response = HttpResponse(dag_svg(job.pk), content_type="image/svg+xml; charset=utf-8")
+    response["X-Jobtower-Active"] = "0" if job.status_code.is_terminal else "1"
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _streams(job: Job) -> list[str]:

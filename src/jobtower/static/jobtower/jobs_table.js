@@ -13,11 +13,31 @@
   function replaceRow(table, id, html) {
     var row = table.querySelector('tr[data-job-id="' + id + '"]');
     if (!row) return;
-    if (!html) { row.remove(); return; }
+    var oldNodes = table.querySelector('tr[data-parent-job="' + id + '"]');
+    if (!html) { row.remove(); if (oldNodes) oldNodes.remove(); return; }
     var holder = document.createElement("tbody");
     holder.innerHTML = html.trim();
     var fresh = holder.firstElementChild;
-    if (fresh && row.outerHTML !== fresh.outerHTML) row.replaceWith(fresh);
+    // A workflow's row is followed by the row of its nodes: it stays open if the user opened it.
+    var nodes = fresh && fresh.nextElementSibling;
+    if (nodes && oldNodes && !oldNodes.hidden) {
+      nodes.hidden = false;
+      var toggle = fresh.querySelector("[data-jt-expand]");
+      if (toggle) { toggle.setAttribute("aria-expanded", "true"); toggle.textContent = toggle.textContent.replace("▸", "▾"); }
+    }
+    if (fresh && row.outerHTML !== fresh.outerHTML) { row.replaceWith(fresh); row = fresh; }
+    if (nodes) {
+      if (!oldNodes) row.after(nodes);
+      else if (oldNodes.outerHTML !== nodes.outerHTML) oldNodes.replaceWith(nodes);
+    } else if (oldNodes) oldNodes.remove();
+  }
+
+  function expand(table, button) {
+    var nodes = table.querySelector('tr[data-parent-job="' + button.dataset.jtExpand + '"]');
+    if (!nodes) return;
+    nodes.hidden = !nodes.hidden;
+    button.setAttribute("aria-expanded", nodes.hidden ? "false" : "true");
+    button.textContent = button.textContent.replace(nodes.hidden ? "▾" : "▸", nodes.hidden ? "▸" : "▾");
   }
 
   function say(table, text) {
@@ -47,6 +67,11 @@
         .catch(function () { /* the next refresh tries again */ })
         .finally(function () { busy = false; });
     }
+
+    table.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("[data-jt-expand]");
+      if (button) expand(table, button);
+    });
 
     table.addEventListener("submit", function (event) {
       var form = event.target;
@@ -93,7 +118,26 @@
     more();
   }
 
+  function liveDag(box) {
+    // A workflow's DAG picture: drawn by the server from stored statuses, fetched again while active.
+    function again() {
+      if (box.dataset.active !== "1") return;
+      if (document.hidden) { document.addEventListener("visibilitychange", again, { once: true }); return; }
+      fetch(box.dataset.url, { credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (!response.ok) return null;
+          box.dataset.active = response.headers.get("X-Jobtower-Active") || "0";
+          return response.text();
+        })
+        .then(function (svg) { if (svg) box.innerHTML = svg; })   // built by the server, every value escaped
+        .catch(function () { /* the next round tries again */ })
+        .finally(function () { window.setTimeout(again, parseInt(box.dataset.interval, 10) || 2000); });
+    }
+    window.setTimeout(again, parseInt(box.dataset.interval, 10) || 2000);
+  }
+
   function start() {
+    document.querySelectorAll("[data-jobtower-dag]").forEach(liveDag);
     document.querySelectorAll("[data-jobtower-table]").forEach(setup);
     document.querySelectorAll("[data-jobtower-log]").forEach(follow);
   }

@@ -1,0 +1,375 @@
+"""CONDORWORKFLOW jobs: DAGMan workflows, through the `htcondor` bindings' own DAG support.
+
+Each attempt of a workflow lives in ``job_<id>/attempts/<n>/``: the DAG file written by
+``htcondor.dags.write_dag`` (``workflow.dag``, one submit description per node), DAGMan's own files
+(``workflow.dag.dagman.out``, the node status file ``nodes.status``, a rescue DAG when it stops
+early), and one folder per node, ``<node>/``, where the node runs and writes ``stdout.txt`` and
+``stderr.txt``. ``max_jobs`` categories become DAGMan ``CATEGORY``/``MAXJOBS`` throttles.
+
+Tracking costs no schedd query per node or per workflow: the DAGMan jobs of every active workflow
+are asked about in the same (at most two) schedd queries per schedd as CONDOR jobs
+(:class:`~jobtower.backends.condor.CondorBackend`), and each node's state is read from the DAG's
+node status file, which DAGMan rewrites as nodes move. A resubmit runs the rescue DAG of the last
+attempt: nodes that finished are marked ``DONE`` and do not run again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import pwd
+import shutil
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobtower.backends.base import Capability, Observation, PollResult
+from jobtower.backends.condor import (
+    COMPLETED,
+    REMOVED,
+    CondorBackend,
+    _value,
+    bindings,
+    condor_error,
+    proc_status,
+    reraise,
+)
+from jobtower.backends.condor_templates import attempt_folder, node_folder
+from jobtower.backends.local import LOG_TAIL_BYTES, tail
+from jobtower.errors import EngineUnavailable
+from jobtower.statuses import Status
+
+if TYPE_CHECKING:
+    from jobtower.models import Job
+
+log = logging.getLogger("jobtower.dagman")
+
+DAG_FILE = "workflow.dag"
+STATUS_FILE = "nodes.status"
+_PATH_LOCK = threading.Lock()
+#: Seconds between DAGMan's rewrites of the node status file (it also writes one when the DAG ends).
+STATUS_UPDATE_SECONDS = 1
+#: At most this many bytes of a node status file are read (it is written by DAGMan, but it is a file).
+STATUS_FILE_LIMIT = 4_000_000
+
+# DAGMan's node states in the node status file (NodeStatus).
+NOT_READY, READY, PRERUN, SUBMITTED, POSTRUN, DONE, ERROR, FUTILE = range(8)
+NODE_STATES: dict[int, Status] = {
+    NOT_READY: Status.PENDING,  # waits for its parents
+    READY: Status.PENDING,  # may run; waits for a throttle or DAGMan's next submit round
+    PRERUN: Status.RUNNING,  # its PRE script runs
+    SUBMITTED: Status.SUBMITTED,  # its job is in the queue (refined to Running from JobProcsRunning)
+    POSTRUN: Status.RUNNING,  # its POST script runs
+    DONE: Status.COMPLETE,
+    ERROR: Status.ERROR,
+    FUTILE: Status.ABORTED,  # never runs: a parent failed
+}
+
+
+def _dags() -> Any:
+    bindings()
+    import htcondor.dags as dags
+
+    return dags
+
+
+def _find_dagman(htcondor: Any) -> None:
+    """Make condor_dagman findable by Submit.from_dag, which looks on PATH only: add HTCondor's BIN."""
+    if shutil.which("condor_dagman"):
+        return
+    folder = str(htcondor.param.get("BIN") or "")
+    if not folder or not os.access(os.path.join(folder, "condor_dagman"), os.X_OK):
+        raise EngineUnavailable(
+            "condor_dagman was found neither on PATH nor in HTCondor's BIN folder "
+            f"({folder or 'BIN is not set'}): install HTCondor's DAGMan, or put its bin folder on PATH"
+        )
+    with _PATH_LOCK:
+        if folder not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = os.pathsep.join(p for p in (os.environ.get("PATH", ""), folder) if p)
+            log.info("added HTCondor's BIN folder %s to PATH, so condor_dagman is found", folder)
+
+
+def _formatter() -> Any:
+    dags = _dags()
+
+    class NodeNames(dags.NodeNameFormatter):  # type: ignore[misc, name-defined]
+        """One node per layer, named as the app named it (no ``:0`` suffix)."""
+
+        def generate(self, layer_name: str, node_index: int) -> str:
+            return layer_name
+
+        def parse(self, node_name: str) -> tuple[str, int]:
+            return node_name, 0
+
+    return NodeNames()
+
+
+def read_node_status(path: Path) -> dict[str, tuple[Status, str]] | None:
+    """Return {node: (status, message)} from a DAGMan node status file, or None if not written yet."""
+    try:
+        with path.open("rb") as handle:
+            text = handle.read(STATUS_FILE_LIMIT).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    import classad  # type: ignore[import-untyped]
+
+    nodes: dict[str, tuple[Status, str]] = {}
+    try:
+        ads = list(classad.parseAds(text))
+    except Exception:  # noqa: BLE001 - a half-written file: read it again next cycle
+        return None
+    for ad in ads:
+        if _value(ad, "Type") != "NodeStatus":
+            continue
+        name = str(_value(ad, "Node") or "")
+        state = _value(ad, "NodeStatus")
+        status = NODE_STATES.get(state if isinstance(state, int) else -1, Status.OTHER)
+        if status is Status.SUBMITTED and (_value(ad, "JobProcsRunning") or 0) > 0:
+            status = Status.RUNNING
+        details = str(_value(ad, "StatusDetails") or "")
+        retries = _value(ad, "RetryCount") or 0
+        if status is Status.ERROR and retries:
+            details = f"{details} (after {retries} {'retry' if retries == 1 else 'retries'})".strip()
+        if status is Status.OTHER:
+            details = f"DAGMan reports NodeStatus {state!r}, which jobtower does not know"
+        nodes[name] = (status, details)
+    return nodes if nodes else None
+
+
+def rollup(dag: tuple[Status, str], nodes: Mapping[str, tuple[Status, str]] | None) -> Observation:
+    """Return the workflow's observation from its DAGMan job's state and its nodes' states."""
+    dag_status, dag_message = dag
+    states = {name: state for name, (state, _) in (nodes or {}).items()}
+    messages = {name: message for name, (_, message) in (nodes or {}).items()}
+    failed = [f"{name} ({messages[name] or 'failed'})" for name, s in sorted(states.items()) if s is Status.ERROR]
+    extra: dict[str, Any] = {"node_messages": messages} if nodes else {}
+    if dag_status is Status.COMPLETE:
+        return Observation(Status.COMPLETE, "", nodes=states or None, engine_data=extra or None)
+    if dag_status is Status.ERROR:
+        message = (f"failed nodes: {'; '.join(failed)}" if failed else f"DAGMan ended with {dag_message}")
+        return Observation(Status.ERROR, message, nodes=states or None, engine_data=extra or None)
+    if dag_status in (Status.ABORTED, Status.PAUSED, Status.OTHER) or not states:
+        return Observation(dag_status, dag_message, nodes=states or None, engine_data=extra or None)
+    finished = [s for s in states.values() if s.is_terminal]
+    moving = [s for s in states.values() if s in (Status.SUBMITTED, Status.RUNNING)]
+    # The counts change every cycle while the status may not: they live in the node rows, and the
+    # message names only what a user must act on.
+    note = f"failed nodes: {'; '.join(failed)}" if failed else ""
+    if len(finished) == len(states):
+        # Various-Complete is terminal in jobtower's status table, so while DAGMan still runs (its
+        # final bookkeeping, a rescue file) the workflow stays Various and ends with DAGMan's exit.
+        return Observation(Status.VARIOUS, "; ".join(filter(None, ["all nodes finished, DAGMan is finishing", note])),
+                           nodes=states, engine_data=extra)
+    if finished:
+        return Observation(Status.VARIOUS, note, nodes=states, engine_data=extra)
+    status = Status.RUNNING if moving or dag_status is Status.RUNNING else dag_status
+    return Observation(status, "", nodes=states, engine_data=extra)
+
+
+class DAGManBackend(CondorBackend):
+    """Submits CONDORWORKFLOW jobs as DAGMan workflows and tracks their nodes in the same batched poll."""
+
+    name = "HTCondor DAGMan"
+    capabilities = frozenset({
+        Capability.SUBMIT, Capability.POLL, Capability.STOP, Capability.HOLD, Capability.LOGS,
+        Capability.LOG_FILES, Capability.NODES, Capability.CALLBACKS,
+    })
+
+    def check(self, job: Job) -> None:
+        """Refuse what cannot run here: a missing htcondor, or a named scheduler (local pool only)."""
+        bindings()
+        if getattr(job, "scheduler", None):
+            raise EngineUnavailable(
+                f"CONDORWORKFLOW job {job.pk} names the scheduler {job.scheduler!r}, but this version runs "  # type: ignore[attr-defined]
+                "workflows on the local pool only (scheduler=None). The job stays Pending with all its "
+                "settings; set job.scheduler = None and execute() it, or run its nodes as CONDOR jobs."
+            )
+
+    # -- submission ---------------------------------------------------------------------------------
+
+    def build_dag(self, job: Job) -> Any:
+        """Return the htcondor.dags.DAG of the workflow's current attempt (nothing written yet)."""
+        htcondor = bindings()
+        dags = _dags()
+        descriptions = job.node_descriptions()  # type: ignore[attr-defined]
+        dag = dags.DAG(
+            node_status_file=dags.NodeStatusFile(
+                Path(attempt_folder(job.folder, job.attempt)) / STATUS_FILE, update_time=STATUS_UPDATE_SECONDS
+            ),
+        )
+        layers: dict[str, Any] = {}
+        rows = list(job.node_set.order_by("id").prefetch_related("parent_nodes"))
+        for node in rows:
+            description = descriptions[node.name]
+            abort = None
+            if node.abort_dag_on is not None:
+                abort = dags.DAGAbortCondition(node.abort_dag_on, node.abort_dag_on_return_value)
+            layers[node.name] = dag.layer(
+                name=node.name,
+                submit_description=htcondor.Submit(description.commands),
+                vars=[{str(k): str(v) for k, v in (node.variables or {}).items()}],
+                retries=node.retry or None,
+                retry_unless_exit=node.retry_unless_exit_value,
+                pre=dags.Script(node.pre_script, node.pre_script_args.split()) if node.pre_script else None,
+                post=dags.Script(node.post_script, node.post_script_args.split()) if node.post_script else None,
+                pre_skip_exit_code=node.pre_skip,
+                priority=node.priority or 0,
+                category=node.category or None,
+                abort=abort,
+                dir=Path(node.dir) if node.dir else None,
+                noop=node.noop,
+            )
+        for node in rows:
+            parents = [layers[p.name] for p in node.parent_nodes.all() if p.name in layers]
+            if parents:
+                layers[node.name].add_parents(*parents)
+        return dag
+
+    def _rescue_file(self, job: Job) -> Path | None:
+        """Return the newest rescue DAG of the attempts before this one (what has finished), or None."""
+        for attempt in range(job.attempt - 1, 0, -1):
+            found = sorted(Path(attempt_folder(job.folder, attempt)).glob(f"{DAG_FILE}.rescue*"))
+            if found:
+                return found[-1]
+        return None
+
+    def submit(self, job: Job) -> None:
+        """Write the attempt's DAG and node folders, then submit DAGMan; its cluster id goes to engine_data."""
+        htcondor = bindings()
+        dags = _dags()
+        dag = self.build_dag(job)
+        attempt_dir = Path(attempt_folder(job.folder, job.attempt))
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        names = [layer.name for layer in dag.nodes]
+        for name in names:
+            Path(node_folder(job.folder, job.attempt, name)).mkdir(exist_ok=True)
+        rescued = self._rescue_file(job)
+        if rescued is not None:
+            dags.rescue(dag, rescued, formatter=_formatter())
+        config = attempt_dir / "dagman.config"
+        config.write_text((job.config or "") + "\n")  # type: ignore[attr-defined]
+        dag_file = dags.write_dag(dag, attempt_dir, dag_file_name=DAG_FILE, node_name_formatter=_formatter())
+        throttles = job.max_jobs  # type: ignore[attr-defined]
+        if throttles:
+            # The bindings' writer (23.x) writes these as CATEGORY lines, which DAGMan refuses.
+            with dag_file.open("a") as handle:
+                handle.writelines(f"MAXJOBS {category} {limit}\n" for category, limit in throttles.items())
+        _find_dagman(htcondor)
+        submit = htcondor.Submit.from_dag(str(dag_file), {"config": str(config), "force": True})
+        # DAGMan reads the node submit files (named relative to the DAG) from its working directory.
+        submit["initialdir"] = str(attempt_dir)
+        submit["+JobtowerJobId"] = str(int(job.pk))
+        submit["+JobtowerAttempt"] = str(int(job.attempt))
+        if os.geteuid() == 0:
+            # DAGMan runs as the user the schedd maps us to, who cannot read root's tokens: it
+            # authenticates its node submissions as that local user (FS) instead.
+            env = (submit["environment"] if "environment" in submit.keys() else "").strip('"')
+            submit["environment"] = f'"{env} _CONDOR_SEC_CLIENT_AUTHENTICATION_METHODS=FS,IDTOKENS"'
+        submit["batch_name"] = f"{job.name}"[:200].replace("\n", " ") or f"workflow_{job.pk}"
+        try:
+            schedd = self._schedd(None)
+            self._prepare_folder(job, schedd, attempt_dir)  # type: ignore[arg-type]
+            self._give_nodes(job, attempt_dir, names)
+            result = schedd.submit(submit)
+        except Exception as exc:
+            reraise(exc)
+        cluster = int(result.cluster())
+        job.engine_data = {
+            "cluster_id": cluster,
+            "procs": 1,
+            "attempt": job.attempt,
+            "scheduler": None,
+            "dag_file": str(dag_file),
+            "node_names": names,
+            "rescued_from": str(rescued) if rescued is not None else None,
+            "submitted": datetime.datetime.now(datetime.UTC).isoformat(),
+        }
+        log.info("workflow %s attempt %s: DAGMan cluster %s, %d nodes%s", job.pk, job.attempt, cluster,
+                 len(names), f", rescued from {rescued}" if rescued else "")
+
+    def _give_nodes(self, job: Job, attempt_dir: Path, names: Sequence[str]) -> None:
+        """Give the attempt's files and node folders to the user jobs run as (never root)."""
+        if os.geteuid() != 0:
+            return
+        owner = attempt_dir.stat()
+        entry = pwd.getpwuid(owner.st_uid)
+        for path in attempt_dir.iterdir():
+            os.chown(path, owner.st_uid, entry.pw_gid)
+
+    # -- tracking -----------------------------------------------------------------------------------
+
+    def poll(self, jobs: Sequence[Job]) -> PollResult:
+        """Report on many workflows: their DAGMan jobs in the batched schedd queries, nodes from files."""
+        from jobtower.models import Scheduler
+
+        groups: dict[str | None, list[Job]] = {}
+        for job in jobs:
+            if job.status_code is Status.RESULTS_READY or self._cluster(job) is None:
+                continue
+            groups.setdefault((job.engine_data or {}).get("scheduler"), []).append(job)
+        names = [name for name in groups if name]
+        records = {s.name: s for s in Scheduler.objects.filter(name__in=names)} if names else {}
+        answer = PollResult()
+        for name, members in groups.items():
+            scheduler = records.get(name) if name else None
+            try:
+                if name and scheduler is None:
+                    raise LookupError(f"the scheduler {name!r} was deleted")
+                ads = self._ads(scheduler, members)
+            except Exception as exc:
+                self._forget(scheduler)
+                reason = f"HTCondor schedd {name or '(local pool)'} did not answer: {condor_error(exc)}"
+                answer.unreachable.update((job.pk, reason) for job in members)
+                continue
+            for job in members:
+                answer.observations[job.pk] = self._observe_workflow(job, ads)
+        return answer
+
+    def _observe_workflow(self, job: Job, ads: Mapping[int, Mapping[int, Any]]) -> Observation:
+        """Return one workflow's observation from its DAGMan job's ad and its node status file."""
+        cluster = self._cluster(job)
+        ad = ads.get(cluster, {}).get(0)  # type: ignore[arg-type]
+        nodes = read_node_status(Path(attempt_folder(job.folder, job.attempt)) / STATUS_FILE)
+        if ad is None:
+            dag = (Status.ERROR, f"lost: HTCondor has no record of DAGMan job {cluster}, neither in the "
+                   "queue nor in its history (was the schedd reinstalled?)")
+        elif _value(ad, "JobStatus") == REMOVED:
+            dag = (Status.ABORTED, "DAGMan was removed from the queue")
+        else:
+            dag = proc_status(ad)
+            if dag[0] is Status.COMPLETE and _value(ad, "JobStatus") == COMPLETED and nodes and any(
+                state is not Status.COMPLETE for state, _ in nodes.values()
+            ):
+                dag = (Status.ERROR, "DAGMan ended but not every node completed")
+        return rollup(dag, nodes)
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def logs(self, job: Job) -> dict[str, Any]:
+        """Return the tails of the workflow's logs, by the names log_files() gives them."""
+        return {name: tail(path, LOG_TAIL_BYTES) for name, path in self.log_files(job).items()}
+
+    def log_files(self, job: Job) -> dict[str, Path]:
+        """Return the workflow's log files, all in its own folder: DAGMan's stdout and stderr ("stdout",
+        "stderr"), its log ("dagman", dagman.out), then each node's ("<node>.stdout", "<node>.stderr")."""
+        from jobtower.models.workflow import NODE_NAME
+
+        if self._cluster(job) is None:
+            return {}
+        attempt_dir = Path(attempt_folder(job.folder, job.attempt))
+        files = {
+            "stdout": attempt_dir / f"{DAG_FILE}.lib.out",
+            "stderr": attempt_dir / f"{DAG_FILE}.lib.err",
+            "dagman": attempt_dir / f"{DAG_FILE}.dagman.out",
+        }
+        for name in (job.engine_data or {}).get("node_names") or []:
+            if NODE_NAME.fullmatch(str(name)):  # never a path out of the node's own folder
+                folder = Path(node_folder(job.folder, job.attempt, str(name)))
+                files[f"{name}.stdout"] = folder / "stdout.txt"
+                files[f"{name}.stderr"] = folder / "stderr.txt"
+        return files
+
+    def fetch_results(self, job: Job) -> None:
+        """Nothing to fetch: nodes run on the local pool and write into their folders."""
