@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -12,7 +13,6 @@ from django.test import Client, RequestFactory, override_settings
 
 import jobtower.models
 from jobtower import tethys
-from jobtower.errors import EngineUnavailable
 from jobtower.models import Job, Scheduler
 from tests.tethys_app.app import TethysTestApp
 
@@ -38,22 +38,15 @@ def test_the_module_offers_every_name_a_tethys_app_imports() -> None:
         tethys.NoSuchThing  # noqa: B018
 
 
-@pytest.mark.parametrize(("name", "engine"), [("DaskJob", "the Dask engine"),
-                                              ("create_dask_scheduler", "the Dask engine"),
-                                              ("CondorWorkflowJobNode", "HTCondor DAGMan workflows")])
-def test_names_of_engines_not_here_yet_say_so_and_resolve_once_they_land(
-        name: str, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    placeholder = getattr(tethys, name)
-    with pytest.raises(EngineUnavailable, match=f"{name} arrives with {engine}"):
-        placeholder("x", "tcp://dask:8786")
-    with pytest.raises(EngineUnavailable, match=f"{name} arrives with {engine}"):
-        placeholder.objects  # noqa: B018
-    if name == "create_dask_scheduler":
-        with pytest.raises(EngineUnavailable, match="arrives with the Dask engine"):
-            tethys.create_scheduler("d", "tcp://dask:8786", scheduler_type="dask")
-    real = object()
-    monkeypatch.setattr(jobtower.models, name, real, raising=False)
-    assert getattr(tethys, name) is real
+def test_the_names_of_the_workflow_and_dask_engines_are_the_real_ones(db: Any) -> None:
+    from jobtower.models import DaskJob, DaskScheduler, WorkflowNode, create_dask_scheduler
+
+    assert tethys.CondorWorkflowJobNode is WorkflowNode and tethys.DaskJob is DaskJob
+    assert tethys.create_dask_scheduler is create_dask_scheduler
+    dask = tethys.create_scheduler("d", "tcp://127.0.0.1:8786", scheduler_type="dask")
+    assert isinstance(dask, DaskScheduler) and dask.pk is None
+    dask.save()
+    assert dask in tethys.list_schedulers()
 
 
 def test_schedulers_as_tethys_names_them() -> None:

@@ -23,7 +23,7 @@ TethysAppBase = AppBase
 
 if TYPE_CHECKING:
     from jobtower.gizmos import JobsTable
-    from jobtower.models import BasicJob, CondorJob, CondorWorkflow, Scheduler
+    from jobtower.models import BasicJob, CondorJob, CondorWorkflow
     from jobtower.models import Job as TethysJob
     from jobtower.models.scheduler import create_condor_scheduler, get_scheduler
 
@@ -97,11 +97,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'jobtower.tethys' has no attribute {name!r}; it offers: {', '.join(__all__)}")
 
 
-def list_schedulers() -> list[Scheduler]:
-    """Return every scheduler (Tethys's `list_schedulers`)."""
-    from jobtower.models import Scheduler
+def list_schedulers() -> list[Any]:
+    """Return every scheduler, HTCondor's and Dask's (Tethys's `list_schedulers`)."""
+    from jobtower.models import DaskScheduler, Scheduler
 
-    return list(Scheduler.objects.all())
+    return [*Scheduler.objects.all(), *DaskScheduler.objects.all()]
 
 
 def create_scheduler(name: str, host: str, scheduler_type: str = "condor", **kwargs: Any) -> Any:
