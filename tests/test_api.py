@@ -167,7 +167,8 @@ def test_a_bad_token_is_refused_even_with_a_valid_session(job_manager, user) -> 
 
 # -- the permission matrix ----------------------------------------------------------------------------
 
-ROLES = ("owner", "member", "other", "staff", "holder", "anonymous")
+ROLES = ("owner", "member", "other", "staff", "holder", "anonymous", "outsider")
+# "outsider" is in a group the job is not shared with: it must get exactly what a stranger ("other") gets.
 # Each endpoint with the status its job must be in for the action to be legal.
 ENDPOINTS = {
     "list": ("/api/jobs/", Status.PENDING),
@@ -207,6 +208,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("openapi", "GET"): (200,) * 6,
     ("openapi", "POST"): NOT_ALLOWED,
 }
+MATRIX = {key: (*codes, codes[ROLES.index("other")]) for key, codes in MATRIX.items()}
 #: Where an allowed action leaves the job.
 AFTER = {"run": Status.SUBMITTED, "stop": Status.ABORTED, "pause": Status.PAUSED, "resume": Status.RUNNING,
          "resubmit": Status.SUBMITTED}
@@ -220,8 +222,10 @@ def people(django_user_model: Any, user: Any, other_user: Any) -> dict[str, Any]
     staff = django_user_model.objects.create_user("dave", password="pw-dave", is_staff=True)
     holder = django_user_model.objects.create_user("erin", password="pw-erin")
     holder.user_permissions.add(Permission.objects.get(codename="jobs_table_actions"))
+    outsider = django_user_model.objects.create_user("frank", password="pw-frank")
+    outsider.groups.add(Group.objects.create(name="elsewhere"))
     return {"owner": user, "member": member, "other": other_user, "staff": staff, "holder": holder,
-            "anonymous": None, "group": lab}
+            "anonymous": None, "outsider": outsider, "group": lab}
 
 
 def _job_in(job_manager: Any, owner: Any, group: Any, status: Status) -> Job:
@@ -288,7 +292,7 @@ def test_permission_matrix(people, job_manager, endpoint, method, index, role, a
         assert fresh is None
     elif endpoint == "list" and method == "GET":
         ids = [row["id"] for row in response.json()["results"]]
-        assert (job.pk in ids) == (role != "other"), ids
+        assert (job.pk in ids) == (role not in ("other", "outsider")), ids
     elif endpoint == "list" and method == "POST":
         assert response.json()["user"] == people[role].username and Job.objects.count() == 2
     elif endpoint == "detail" and method == "GET":
