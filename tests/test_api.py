@@ -15,7 +15,7 @@ from jobtower.models import Job
 from jobtower.statuses import Status
 from jobtower.web import api
 from jobtower.web.tokens import make_token, user_for_token
-from tests.conftest import ended, gone, status_is, wait_for
+from tests.conftest import ended, gone, group_frozen, status_is, wait_for
 
 CSRF_SECRET = "a" * 32  # a well-formed CSRF secret, sent as cookie and header by "browser" sessions
 
@@ -739,8 +739,10 @@ def test_a_running_local_job_is_paused_resumed_stopped_and_deleted(client, user,
     wait_for(lambda: ticks.exists() and ticks.read_text().strip(), what="ticks")
     headers = bearer(user)
     assert client.post(f"/api/jobs/{job_id}/pause/", **headers).json()["status"] == "Paused"
+    attempt = Job.objects.get(pk=job_id).folder / "attempts" / "1"
+    # a state read from /proc, not "the ticks file did not change", which is true on its first read
+    wait_for(lambda: group_frozen(attempt), 10, what="SIGSTOP to reach every process of the job")
     frozen = ticks.read_text()
-    wait_for(lambda: ticks.read_text() == frozen, what="no more ticks")  # SIGSTOP reached the group
     assert client.post(f"/api/jobs/{job_id}/resume/", **headers).json()["status"] == "Running"
     wait_for(lambda: ticks.read_text() != frozen, 5, what="ticks to go on")
     stopped = client.post(f"/api/jobs/{job_id}/stop/", **headers).json()
