@@ -41,6 +41,7 @@ def test_parse_status_names_the_valid_values(value: object) -> None:
     with pytest.raises(ValueError) as info:
         statuses.parse_status(value)
     assert "'Complete' ('COM')" in str(info.value) and repr(value) in str(info.value)
+    assert "are: 'Pending' ('PEN'), 'Submitted' ('SUB'), " in str(info.value)  # every one, readable
 
 
 # The legal moves written out by hand, NOT read back from statuses.TRANSITIONS: a move added to or dropped
