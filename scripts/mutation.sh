@@ -27,14 +27,25 @@ tar -C "$ROOT" --exclude=.git --exclude=.venv --exclude=docs/_build --exclude=.j
 cd "$WORK"
 export PYTHONPATH="$WORK/src:$WORK/scripts:$WORK" JOBTOWER_DATABASE_URL=
 PATH="$(dirname "$PY"):$PATH"
-status=0
 for f in "${FILES[@]}"; do
+  name=$(basename "$f" .py)
   echo "== mutating $f"
+  # one cache per file: mutmut 2 loses track of lines when one cache holds several files' runs
+  rm -f .mutmut-cache
   "$PY" -m mutmut run --paths-to-mutate "$f" --tests-dir tests \
-    --runner "python -m pytest -x -q -p no:cacheprovider tests/test_statuses.py" --no-progress || status=$?
+    --runner "python -m pytest -x -q -p no:cacheprovider tests/test_statuses.py" --no-progress  || true
+  "$PY" -m mutmut results > "results-$name.txt" 2>&1 || true
+  cp .mutmut-cache "mutmut-cache-$name"
+  "$PY" - "$f" <<'PYEOF'
+import sqlite3, sys
+counts = dict(sqlite3.connect(".mutmut-cache").execute("select status, count(*) from mutant group by status"))
+killed = counts.get("ok_killed", 0) + counts.get("ok_suspicious", 0)
+tried = killed + counts.get("bad_survived", 0) + counts.get("bad_timeout", 0)
+score = f"{100 * killed / tried:.0f}%" if tried else "n/a"
+print(f"-- {sys.argv[1]}: score {score} ({killed} killed of {tried} tried); {counts}")
+PYEOF
+  cat "results-$name.txt"
 done
-echo "== results"
-"$PY" -m mutmut results || true
-echo "== scratch copy kept in $WORK (mutmut show ID there shows a mutant)"
+echo "== scratch copy kept in $WORK: results-*.txt; to see a mutant: cd $WORK && cp mutmut-cache-NAME .mutmut-cache && mutmut show ID"
 # mutmut exits non-zero when mutants survive; that is the report, not a failure of this script
 exit 0
