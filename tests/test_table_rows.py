@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from jobtower.gizmos import JobsTable
-from jobtower.models import Job
+from jobtower.gizmos import JobsTable, with_status_since
+from jobtower.models import Job, JobEvent
 from jobtower.statuses import Status
 from jobtower.web.actions import CustomAction
 
@@ -36,6 +36,8 @@ class Row(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.elements: list[Element] = []
         self._open: list[Element] = []
+        #: text outside any cell's content: between cells, or loose in the status and actions cells
+        self.stray = ""
         self.feed(html)
         self.close()
         assert not self._open, f"unclosed elements {[e.tag for e in self._open]} in {html}"
@@ -52,6 +54,9 @@ class Row(HTMLParser):
         self._open.pop()
 
     def handle_data(self, data: str) -> None:
+        parent = self._open[-1] if self._open else None
+        if parent is None or parent.tag == "tr" or parent.classes() & {"jobtower-status", "jobtower-actions"}:
+            self.stray += data
         for element in self._open:
             element.text += data
 
@@ -86,7 +91,9 @@ CONFIRMS = {"resubmit": "Run job {name} again", "terminate": "Stop job {name}?",
 def row_of(job: Job, **options: Any) -> Row:
     options.setdefault("column_fields", ("id", "name"))
     config = JobsTable(jobs=[], **options).config()
-    return Row(config.row_html(Job.objects.get(pk=job.pk)))
+    row = Row(config.row_html(with_status_since(Job.objects.filter(pk=job.pk)).get()))
+    assert not row.stray.strip(), f"text outside the cells' content: {row.stray!r}"
+    return row
 
 
 @pytest.fixture
@@ -139,6 +146,7 @@ def test_the_id_cell_links_to_the_job_page(job: Job) -> None:
     row = row_of(job)
     (link,) = row.cell("col-id").children
     assert link.tag == "a" and link.attrs["href"] == f"/jobs/{job.pk}/" and link.text == str(job.pk)
+    assert row.cell("col-id").text == str(job.pk)
     assert row.cell("col-name").text == "row's job" and not row.cell("col-name").children
 
 
@@ -183,3 +191,9 @@ def test_the_age_says_since_when_the_status_holds(job: Job) -> None:
     Job.objects.filter(pk=job.pk).update(creation_time=since)
     (age,) = [e for e in row_of(job).cell("jobtower-status").children if "jobtower-age" in e.classes()]
     assert age.text == "3 h" and datetime.datetime.fromisoformat(age.attrs["title"]) == since
+    # once the job has moved, the age counts from its last move, not from its creation
+    job.execute()
+    moved = JobEvent.objects.filter(job=job).latest("id")
+    JobEvent.objects.filter(pk=moved.pk).update(time=timezone.now() - datetime.timedelta(minutes=7))
+    (age,) = [e for e in row_of(job).cell("jobtower-status").children if "jobtower-age" in e.classes()]
+    assert age.text == "7 min"
