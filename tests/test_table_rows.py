@@ -111,7 +111,10 @@ def test_each_status_offers_exactly_its_actions(job: Job, set_status: Any, code:
     links = {a.attrs["data-action"]: a for a in row.elements if a.tag == "a" and "data-action" in a.attrs}
     assert set(posts) | set(links) == OFFERS[code]
     assert set(links) == OFFERS[code] & LINKS
+    tr = row.find("tr")[0]
+    assert set(tr.attrs) == {"data-job-id", "class"} | ({"data-active"} if Status(code).is_active else set())
     for name, button in posts.items():
+        assert set(button.attrs) - {"data-confirm"} == {"type", "class", "formaction", "data-jt-action"}, button.attrs
         assert button.attrs["type"] == "submit"
         assert button.attrs["formaction"] == f"/jobs-table/action/{job.pk}/{name}/"
         assert ("danger" in button.classes()) == (name in ("terminate", "delete"))
@@ -123,6 +126,7 @@ def test_each_status_offers_exactly_its_actions(job: Job, set_status: Any, code:
                       "results": f"/jobs/{job.pk}/logs/"}
     for name, link in links.items():
         assert link.attrs["href"] == expected_links[name] and "jobtower-button" in link.classes()
+        assert set(link.attrs) == {"class", "href", "data-action"}
     assert (row.find("tr")[0].attrs.get("data-active") == "1") == Status(code).is_active
     assert f"status-{code}" in row.find("tr")[0].classes() and row.find("tr")[0].attrs["data-job-id"] == str(job.pk)
     assert row.cell("jobtower-status").text.startswith(Status(code).display)
