@@ -7,7 +7,8 @@
 #
 #   scripts/mutation.sh            statuses.py, web/permissions.py and the Jobs Table's row rendering
 #   scripts/mutation.sh all        the same plus manager.py (hours on a small machine)
-#   scripts/mutation.sh FILE...    the named files under src/jobtower/
+#   scripts/mutation.sh FILE...    the named files (paths such as src/jobtower/statuses.py)
+#   PYTHON=/path/to/venv/bin/python scripts/mutation.sh   another interpreter than .venv/bin/python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
