@@ -188,6 +188,26 @@ def gone(pid: int | str) -> bool:
         return True  # no such process any more
 
 
+def group_frozen(folder: Path) -> bool:
+    """Return True when every live process of a LOCAL attempt's group is stopped (SIGSTOP reached it).
+
+    `folder` is the attempt folder; its supervisor.pid is the group id. Reads /proc: a state, not a
+    count of ticks over a fixed wait, so the check can never be true merely because it was read early.
+    """
+    pgid = (folder / "supervisor.pid").read_text().strip()
+    states = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue  # ended while we looked
+        if fields[2] == pgid and fields[0] not in ("Z", "X"):
+            states.append(fields[0])
+    return bool(states) and all(state == "T" for state in states)
+
+
 @pytest.fixture
 def local_worker(transactional_db: Any) -> Any:
     """A LOCAL worker running in a thread of the test process (jobs are real processes)."""
@@ -202,6 +222,24 @@ def local_worker(transactional_db: Any) -> Any:
     yield worker
     stop.set()
     thread.join(timeout=30)
+    _kill_local_jobs()
+
+
+def _kill_local_jobs() -> None:
+    """Kill every process group a LOCAL job of this test started, so none outlives the test."""
+    import signal
+
+    from jobtower.models import Job
+
+    for job in Job.objects.filter(job_type="LOCAL").exclude(workspace=""):
+        for pid_file in job.folder.glob("attempts/*/supervisor.pid"):
+            try:
+                pgid = int(pid_file.read_text().strip())
+                os.killpg(pgid, signal.SIGCONT)  # a paused group must run to die cleanly
+                os.killpg(pgid, signal.SIGKILL)
+            except (OSError, ValueError):
+                continue  # ended already, or never wrote its pid
+            wait_for(lambda pgid=pgid: gone(pgid), 10, what=f"the process group {pgid} of job {job.pk} to end")
 
 
 @pytest.fixture

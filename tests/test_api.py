@@ -16,7 +16,7 @@ from jobtower.statuses import Status
 from jobtower.web import api
 from jobtower.web.api import endpoints
 from jobtower.web.tokens import make_token, user_for_token
-from tests.conftest import ended, gone, status_is, wait_for
+from tests.conftest import ended, gone, group_frozen, status_is, wait_for
 
 CSRF_SECRET = "a" * 32  # a well-formed CSRF secret, sent as cookie and header by "browser" sessions
 
@@ -168,7 +168,8 @@ def test_a_bad_token_is_refused_even_with_a_valid_session(job_manager, user) -> 
 
 # -- the permission matrix ----------------------------------------------------------------------------
 
-ROLES = ("owner", "member", "other", "staff", "holder", "anonymous")
+ROLES = ("owner", "member", "other", "staff", "holder", "anonymous", "outsider")
+# "outsider" is in a group the job is not shared with: it must get exactly what a stranger ("other") gets.
 # Each endpoint with the status its job must be in for the action to be legal.
 ENDPOINTS = {
     "list": ("/api/jobs/", Status.PENDING),
@@ -208,6 +209,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("openapi", "GET"): (200,) * 6,
     ("openapi", "POST"): NOT_ALLOWED,
 }
+MATRIX = {key: (*codes, codes[ROLES.index("other")]) for key, codes in MATRIX.items()}
 #: Where an allowed action leaves the job.
 AFTER = {"run": Status.SUBMITTED, "stop": Status.ABORTED, "pause": Status.PAUSED, "resume": Status.RUNNING,
          "resubmit": Status.SUBMITTED}
@@ -221,8 +223,10 @@ def people(django_user_model: Any, user: Any, other_user: Any) -> dict[str, Any]
     staff = django_user_model.objects.create_user("dave", password="pw-dave", is_staff=True)
     holder = django_user_model.objects.create_user("erin", password="pw-erin")
     holder.user_permissions.add(Permission.objects.get(codename="jobs_table_actions"))
+    outsider = django_user_model.objects.create_user("frank", password="pw-frank")
+    outsider.groups.add(Group.objects.create(name="elsewhere"))
     return {"owner": user, "member": member, "other": other_user, "staff": staff, "holder": holder,
-            "anonymous": None, "group": lab}
+            "anonymous": None, "outsider": outsider, "group": lab}
 
 
 def _job_in(job_manager: Any, owner: Any, group: Any, status: Status) -> Job:
@@ -289,7 +293,7 @@ def test_permission_matrix(people, job_manager, endpoint, method, index, role, a
         assert fresh is None
     elif endpoint == "list" and method == "GET":
         ids = [row["id"] for row in response.json()["results"]]
-        assert (job.pk in ids) == (role != "other"), ids
+        assert (job.pk in ids) == (role not in ("other", "outsider")), ids
     elif endpoint == "list" and method == "POST":
         assert response.json()["user"] == people[role].username and Job.objects.count() == 2
     elif endpoint == "detail" and method == "GET":
@@ -736,8 +740,10 @@ def test_a_running_local_job_is_paused_resumed_stopped_and_deleted(client, user,
     wait_for(lambda: ticks.exists() and ticks.read_text().strip(), what="ticks")
     headers = bearer(user)
     assert client.post(f"/api/jobs/{job_id}/pause/", **headers).json()["status"] == "Paused"
+    attempt = Job.objects.get(pk=job_id).folder / "attempts" / "1"
+    # a state read from /proc, not "the ticks file did not change", which is true on its first read
+    wait_for(lambda: group_frozen(attempt), 10, what="SIGSTOP to reach every process of the job")
     frozen = ticks.read_text()
-    wait_for(lambda: ticks.read_text() == frozen, what="no more ticks")  # SIGSTOP reached the group
     assert client.post(f"/api/jobs/{job_id}/resume/", **headers).json()["status"] == "Running"
     wait_for(lambda: ticks.read_text() != frozen, 5, what="ticks to go on")
     stopped = client.post(f"/api/jobs/{job_id}/stop/", **headers).json()

@@ -154,9 +154,12 @@ def test_custom_actions_by_url_name_and_by_function(client, job_manager, user) -
 
 
 OWNER, MEMBER, OTHER, STAFF, ANON = "owner", "member", "other", "staff", "anonymous"
-WHO = [OWNER, MEMBER, OTHER, STAFF, ANON]
+OUTSIDER = "outsider"  # a member of a group the job is NOT shared with: must be treated as a stranger
+WHO = [OWNER, MEMBER, OTHER, STAFF, ANON, OUTSIDER]
+SEE = {OWNER, MEMBER, STAFF}
 
-# endpoint -> method -> expected code per caller (owner, member, other, staff, anonymous)
+# endpoint -> method -> expected code per caller (owner, member, other, staff, anonymous); the outsider's
+# code is the stranger's (OTHER), added below so the two can never drift apart.
 MATRIX = {
     "rows": {"GET": (200, 200, 200, 200, 401), "POST": (405, 405, 405, 405, 405)},
     "action": {"GET": (405, 405, 405, 405, 405), "POST": (200, 200, 404, 200, 401)},
@@ -168,6 +171,9 @@ MATRIX = {
     # Running a program needs jobtower.add_job, which none of these callers has (see test_worker_monitor).
     "submit": {"GET": (405, 405, 405, 405, 302), "POST": (403, 403, 403, 403, 302)},
 }
+for _methods in MATRIX.values():
+    for _method, _codes in _methods.items():
+        _methods[_method] = (*_codes, _codes[WHO.index(OTHER)])
 
 
 @pytest.mark.parametrize("endpoint", sorted(MATRIX))
@@ -179,12 +185,17 @@ def test_permission_matrix(endpoint, method, who, job_manager, user, django_user
     member.groups.add(team)
     other = django_user_model.objects.create_user("other")
     staff = django_user_model.objects.create_user("staff", is_staff=True)
+    outsider = django_user_model.objects.create_user("outsider")
+    outsider.groups.add(Group.objects.create(name="elsewhere"))
+    # the outsider's group has jobs of its own, so a query that mixes groups up has something to leak
+    theirs = job_manager.create_job(name="elsewhere's", user=other, job_type="BASIC", groups=[outsider.groups.get()])
+    theirs.save()
     job = job_manager.create_job(name="shared", user=user, job_type="MEMORY", groups=[team])
     job.save()
     job.ensure_folder().joinpath("out.txt").write_text("data")
     token = JobsTable(jobs=[]).config().sign()
     client = Client()
-    caller = {OWNER: user, MEMBER: member, OTHER: other, STAFF: staff, ANON: None}[who]
+    caller = {OWNER: user, MEMBER: member, OTHER: other, STAFF: staff, ANON: None, OUTSIDER: outsider}[who]
     if caller is not None:
         client.force_login(caller)
     url, data = {
@@ -203,7 +214,13 @@ def test_permission_matrix(endpoint, method, who, job_manager, user, django_user
     expected = MATRIX[endpoint][method][WHO.index(who)]
     assert response.status_code == expected, (endpoint, method, who, response.status_code)
     if endpoint == "rows" and method == "GET" and expected == 200:
-        assert (str(job.pk) in response.json()["rows"]) == (who != OTHER)
+        assert (str(job.pk) in response.json()["rows"]) == (who in SEE)
+    if endpoint == "rows" and method == "GET" and expected == 200:  # the live rows of the other group's job
+        again = client.get(url, {"config": token, "ids": str(theirs.pk)}).json()["rows"]
+        assert (str(theirs.pk) in again) == (who in (STAFF, OUTSIDER, OTHER)), (who, again)
+    if endpoint == "home" and method == "GET" and expected == 200:  # the site's table: one's own jobs only
+        shown = ids_in(response.content.decode())
+        assert (job.pk in shown, theirs.pk in shown) == (who == OWNER, who == OTHER), (who, shown)
     if endpoint == "action" and method == "POST":
         assert (Job.objects.get(pk=job.pk).status_code is Status.SUBMITTED) == (expected == 200)
 
@@ -235,18 +252,42 @@ def test_status_message_with_markup_is_shown_as_text(job_manager, user) -> None:
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
-@pytest.mark.parametrize("path", ["../../../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "sub/../../job_1/x",
-                                  "link/passwd", "/etc/passwd"])
-def test_files_never_leave_the_job_folder(client, job_manager, user, path) -> None:
+SECRET = b"not yours: a neighbour of the job folder"
+#: Paths that leave the job folder; each one names a file that EXISTS there, so a 404 proves a refusal.
+ESCAPES = [
+    "../secret.txt",  # the workspace, beside the job folder
+    "..%2fsecret.txt", "%2e%2e%2fsecret.txt", "%2E%2E/secret.txt",  # encoded once (decoded by the server)
+    "%252e%252e%252fsecret.txt", "..%252fsecret.txt",  # encoded twice: decoding again would be a bug
+    "sub/../../secret.txt", "./../secret.txt", "sub/..%2f..%2fsecret.txt",
+    "../job_{sibling}/sibling.txt",  # another job's folder in the same workspace
+    "link-out.txt",  # a symlink inside the folder pointing at the neighbour
+    "up/secret.txt",  # a symlinked folder pointing at the workspace
+    "{absolute}",  # the neighbour's absolute path
+]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_files_never_leave_the_job_folder(client, job_manager, user, other_user, path) -> None:
     job = make(job_manager, user, 1)[0]
     folder = job.ensure_folder()
     (folder / "sub").mkdir()
-    os.symlink("/etc", folder / "link")
+    (folder / "inside.txt").write_bytes(SECRET)
     neighbour = folder.parent / "secret.txt"
-    neighbour.write_text("not yours")
+    neighbour.write_bytes(SECRET)
+    sibling = job_manager.create_job(name="sibling", user=other_user, job_type="BASIC", workspace=str(folder.parent))
+    sibling.save()
+    sibling.ensure_folder().joinpath("sibling.txt").write_bytes(SECRET)
+    os.symlink(neighbour, folder / "link-out.txt")
+    os.symlink(folder.parent, folder / "up")
     client.force_login(user)
-    response = client.get(f"/jobs/{job.pk}/files/{path}")
-    assert response.status_code == 404
+    # the route works: the same bytes inside the folder are served
+    inside = client.get(f"/jobs/{job.pk}/files/inside.txt")
+    assert inside.status_code == 200 and b"".join(inside.streaming_content) == SECRET
+    assert neighbour.exists() and sibling.folder.joinpath("sibling.txt").exists()
+    url_path = path.format(sibling=sibling.pk, absolute=str(neighbour).lstrip("/"))
+    response = client.get(f"/jobs/{job.pk}/files/" + ("/" if path == "{absolute}" else "") + url_path)
+    assert response.status_code == 404, (path, response.status_code)
+    assert SECRET not in b"".join(getattr(response, "streaming_content", [response.content]))
 
 
 def test_job_page_shows_history_files_and_results_link(client, job_manager, user) -> None:

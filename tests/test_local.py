@@ -9,7 +9,7 @@ import pytest
 from jobtower.backends import local
 from jobtower.models import Job, LocalJob
 from jobtower.statuses import Status
-from tests.conftest import ended, gone, status_is, wait_for
+from tests.conftest import ended, gone, group_frozen, status_is, wait_for
 
 
 def test_command_runs_in_its_folder_with_logs(job_manager, user, local_worker) -> None:
@@ -76,10 +76,9 @@ def test_pause_and_resume_really_stop_and_continue_the_process(job_manager, user
     wait_for(lambda: ticks.exists() and ticks.read_text().strip())
     running.pause()
     assert Job.objects.get(pk=job.pk).status_code is Status.PAUSED
-    time.sleep(0.2)
+    wait_for(lambda: group_frozen(running.folder / "attempts" / "1"), 10, what="SIGSTOP to reach the job's group")
     frozen = ticks.read_text()
-    time.sleep(0.5)
-    assert ticks.read_text() == frozen
+    assert group_frozen(running.folder / "attempts" / "1") and ticks.read_text() == frozen
     running.resume()
     assert Job.objects.get(pk=job.pk).status_code is Status.RUNNING
     wait_for(lambda: ticks.read_text() != frozen, 5, what="ticks to go on")
