@@ -21,7 +21,7 @@ def test_a_misspelled_key_is_a_warning_naming_the_valid_ones() -> None:
     assert warning.hint.startswith("did you mean 'WEBHOOKS'? valid keys: BACKENDS, CALLBACK_REQUIRES_TOKEN")
 
 
-def test_the_check_runs_with_djangos_check_command() -> None:
+def test_the_check_runs_with_djangos_check_command(db: object) -> None:
     with override_settings(JOBTOWER={"HOMEE": "x", "WORKSPACE_ROOT": "y"}):
         try:
             call_command("check", fail_level="WARNING")
