@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -30,7 +30,7 @@ from jobtower.models import Job, JobEvent
 from jobtower.statuses import Status
 from jobtower.web.actions import BUILTIN, DEFAULT_ACTIONS, CustomAction, TableAction
 
-__all__ = ["CustomAction", "JobsTable"]
+__all__ = ["CustomAction", "Filters", "JobsTable"]
 
 _SALT = "jobtower.jobs-table"
 #: Columns that can be sorted in the database (others are shown but not sortable).
@@ -121,20 +121,19 @@ class JobsTable:
         sort = params.get(f"{p}_sort", default_sort) if self.sort else default_sort
         if sort.lstrip("-") not in SORTABLE:
             sort = default_sort
-        status_filter = params.get(f"{p}_status", "")
-        # A NUL cannot reach PostgreSQL (it refuses the query): a search never holds one.
-        query = params.get(f"{p}_q", "").replace("\x00", "").strip()[:200]
-        jobs, has_next = _page(self.jobs, page, self.page_size, sort, status_filter, query)
+        staff = bool(getattr(request.user, "is_staff", False))
+        filters = Filters.from_params(params, p, staff=staff)
+        jobs, has_next = _page(self.jobs, page, self.page_size, sort, filters)
         config = self.config()
         nodes = config.nodes_for(jobs)
         rows = [mark_safe(config.row_html(job, nodes.get(job.pk))) for job in jobs]  # built escaped, value by value
 
         def link(**changes: Any) -> str:
-            values = {f"{p}_page": page, f"{p}_sort": sort, f"{p}_status": status_filter, f"{p}_q": query}
+            values: dict[str, Any] = {f"{p}_page": page, f"{p}_sort": sort, **filters.params(p)}
             values.update({f"{p}_{k}": v for k, v in changes.items()})
-            kept: dict[str, Any] = {k: v for k, v in request.GET.items() if not k.startswith(f"{p}_")}
-            kept.update({k: v for k, v in values.items() if v not in ("", None)})
-            return "?" + urlencode(kept)
+            kept: dict[str, Any] = {k: v for k, v in request.GET.lists() if not k.startswith(f"{p}_")}
+            kept.update({k: v for k, v in values.items() if v not in ("", None, [])})
+            return "?" + urlencode(kept, doseq=True)
 
         headers = []
         for label, name in config.columns:
@@ -144,10 +143,15 @@ class JobsTable:
                 "label": label,
                 "url": link(sort=("-" + name if sort == name else name), page=1) if sortable else "",
                 "arrow": {"": "▲", "-": "▼"}.get(direction or "x", ""),
+                "aria_sort": {"": "ascending", "-": "descending"}.get(direction or "x", "none") if sortable else "",
             })
+        options = (("hover", self.hover, "table-hover"), ("striped", self.striped, "table-striped"),
+                   ("bordered", self.bordered, "table-bordered"), ("condensed", self.condensed, "table-sm"))
         classes = ["jobtower-table", self.classes]
-        classes += [name for name, on in (("hover", self.hover), ("striped", self.striped),
-                                          ("bordered", self.bordered), ("condensed", self.condensed)) if on]
+        classes += [name for name, on, _ in options if on]
+        # Bootstrap 5's names too, so a Tethys page styled by Bootstrap shows the options it asked for.
+        classes += ["table", *(bootstrap for _, on, bootstrap in options if on)]
+        counts = status_counts(self.jobs, filters)
         context = {
             "table": self,
             "config": config,
@@ -161,10 +165,13 @@ class JobsTable:
             "last_index": (page - 1) * self.page_size + len(rows),
             "prev_url": link(page=page - 1) if page > 1 else "",
             "next_url": link(page=page + 1) if has_next else "",
-            "status_filter": status_filter,
-            "query": query,
+            "filters": filters,
+            "filtered": filters.active(),
+            "query": filters.query,
             "prefix": p,
-            "statuses": list(Status),
+            "statuses": [(s, counts.get(s.value, 0), s.value in filters.statuses) for s in Status],
+            "total": sum(counts.values()),
+            "staff": staff,
             "hidden_params": [(k, v) for k, v in request.GET.items() if not k.startswith(f"{p}_")],
             "refresh_interval": max(int(self.refresh_interval), 500),
             "return_to": request.get_full_path(),
@@ -175,19 +182,97 @@ class JobsTable:
         return "<!-- render a JobsTable with {% jobs_table options %} -->"
 
 
+@dataclass
+class Filters:
+    """A table's filters, read from the page's URL (GET parameters with the table's prefix)."""
+
+    statuses: list[str] = field(default_factory=list)
+    job_type: str = ""
+    app: str = ""
+    #: A username; only staff may filter by owner (others see their own jobs anyway).
+    owner: str = ""
+    created_from: str = ""
+    created_to: str = ""
+    query: str = ""
+    #: What was wrong with the filters as given (shown above the table; the text stays in the form).
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_params(cls, params: Any, prefix: str, *, staff: bool = False) -> Filters:
+        """Return the filters in `params` (a QueryDict); unknown statuses and bad dates are reported."""
+
+        def text(name: str, limit: int = 200) -> str:
+            # A NUL cannot reach PostgreSQL (it refuses the query): a filter never holds one.
+            return str(params.get(f"{prefix}_{name}", "")).replace("\x00", "").strip()[:limit]
+
+        found = cls(job_type=text("type", 64), app=text("app"), owner=text("owner", 150) if staff else "",
+                    created_from=text("from", 10), created_to=text("to", 10), query=text("q"))
+        known = {s.value for s in Status}
+        for value in params.getlist(f"{prefix}_status"):
+            if value in known and value not in found.statuses:
+                found.statuses.append(value)
+            elif value:
+                found.errors.append(f"unknown status {value[:20]!r}: choose among the listed statuses")
+        for label, value in (("created from", found.created_from), ("created to", found.created_to)):
+            if value and _date(value) is None:
+                found.errors.append(f"{label} must be a date like 2026-01-31, not {value!r}")
+        return found
+
+    def active(self) -> bool:
+        """Return True when any filter narrows the table."""
+        return bool(self.statuses or self.job_type or self.app or self.owner or self.created_from
+                    or self.created_to or self.query)
+
+    def params(self, prefix: str) -> dict[str, Any]:
+        """Return the filters as GET parameters (for the table's links: page, sort)."""
+        return {f"{prefix}_status": self.statuses, f"{prefix}_type": self.job_type, f"{prefix}_app": self.app,
+                f"{prefix}_owner": self.owner, f"{prefix}_from": self.created_from,
+                f"{prefix}_to": self.created_to, f"{prefix}_q": self.query}
+
+    def apply(self, jobs: QuerySet[Job], *, with_status: bool = True) -> QuerySet[Job]:
+        """Return `jobs` narrowed by the filters (by status too unless `with_status` is False)."""
+        if with_status and self.statuses:
+            jobs = jobs.filter(_status__in=self.statuses)
+        if self.job_type:
+            jobs = jobs.filter(job_type=self.job_type.upper())
+        if self.app:
+            jobs = jobs.filter(label=self.app)
+        if self.owner:
+            jobs = jobs.filter(user__username=self.owner)
+        start, end = _date(self.created_from), _date(self.created_to)
+        zone = timezone.get_current_timezone()
+        if start is not None:
+            jobs = jobs.filter(creation_time__gte=datetime.datetime.combine(start, datetime.time.min, zone))
+        if end is not None:  # the whole "to" day is included
+            jobs = jobs.filter(creation_time__lt=datetime.datetime.combine(
+                end + datetime.timedelta(days=1), datetime.time.min, zone))
+        if self.query:
+            jobs = jobs.filter(Q(name__icontains=self.query) | Q(description__icontains=self.query))
+        return jobs
+
+
+def _date(text: str) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _queryset(jobs: QuerySet[Job] | Iterable[Job]) -> QuerySet[Job]:
+    return jobs if isinstance(jobs, QuerySet) else Job.objects.filter(pk__in=[job.pk for job in jobs])
+
+
+def status_counts(jobs: QuerySet[Job] | Iterable[Job], filters: Filters) -> dict[str, int]:
+    """Return how many jobs each status has under every filter but the status one (one GROUP BY)."""
+    rows = filters.apply(_queryset(jobs), with_status=False).order_by().values("_status").annotate(n=Count("pk"))
+    return {row["_status"]: row["n"] for row in rows}
+
+
 def _page(
-    jobs: QuerySet[Job] | Iterable[Job], page: int, size: int, sort: str, status: str, query: str
+    jobs: QuerySet[Job] | Iterable[Job], page: int, size: int, sort: str, filters: Filters
 ) -> tuple[list[Job], bool]:
     """Return one page of jobs (sorted, filtered and searched in the database) and if more follow."""
-    if not isinstance(jobs, QuerySet):
-        jobs = Job.objects.filter(pk__in=[job.pk for job in jobs])
-    if status:
-        try:
-            jobs = jobs.filter(_status=Status(status).value)
-        except ValueError:
-            jobs = jobs.none()
-    if query:
-        jobs = jobs.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    jobs = filters.apply(_queryset(jobs))
     field_name = sort.lstrip("-")
     order = ("-" if sort.startswith("-") else "") + ("_status" if field_name == "status" else field_name)
     jobs = with_status_since(jobs.order_by(order, "-id" if order.startswith("-") else "id"))
@@ -275,14 +360,15 @@ class TableConfig:
         if self.actions or self.custom:
             cells.append(f'<td class="jobtower-actions">{"".join(self._buttons(job))}</td>')
         active = ' data-active="1"' if status.is_active else ""
+        css = f"jobtower-row status-{status.value} type-{escape(job.job_type.lower())}"
         if job.job_type != "CONDORWORKFLOW":
-            return f'<tr data-job-id="{job.pk}"{active} class="status-{status.value}">{"".join(cells)}</tr>'
+            return f'<tr data-job-id="{job.pk}"{active} class="{css}">{"".join(cells)}</tr>'
         if nodes is None:
             nodes = self.nodes_for([job]).get(job.pk, [])
         toggle = (f'<button type="button" class="jobtower-expand" data-jt-expand="{job.pk}" '
                   f'aria-expanded="false">▸ {len(nodes)} node{"" if len(nodes) == 1 else "s"}</button>')
         cells[0] = cells[0].replace("</td>", f" {toggle}</td>", 1) if cells else f"<td>{toggle}</td>"
-        main = f'<tr data-job-id="{job.pk}"{active} class="status-{status.value}">{"".join(cells)}</tr>'
+        main = f'<tr data-job-id="{job.pk}"{active} class="{css}">{"".join(cells)}</tr>'
         return main + self._node_row(job, nodes, len(cells))
 
     def _node_row(self, job: Job, nodes: list[Any], width: int) -> str:

@@ -50,6 +50,19 @@ def _email_statuses() -> frozenset[Status]:
     return frozenset(statuses.parse_status(s) for s in notify.get("statuses", ("Complete", "Error")))
 
 
+def _opt_in_only() -> bool:
+    return bool((conf.get("NOTIFY_EMAIL") or {}).get("opt_in"))
+
+
+def wants_mail(move: Move, mailed: frozenset[Status], opt_in_only: bool) -> bool:
+    """Return True when the move's owner is e-mailed: a job with notify="email" on reaching a terminal
+    status (or one of NOTIFY_EMAIL's statuses), any other job only when NOTIFY_EMAIL is not opt-in."""
+    props = move.job.extended_properties
+    if isinstance(props, dict) and props.get("notify") == "email":
+        return move.new in (mailed or statuses.TERMINAL)
+    return move.new in mailed and not opt_in_only
+
+
 def payload(move: Move) -> dict[str, Any]:
     """Return the JSON body of a move's notification."""
     job = move.job
@@ -64,17 +77,19 @@ def enqueue(moves: Sequence[Move]) -> int:
     """Write the notifications `moves` owe, in one INSERT; call it in the moves' transaction."""
     hooks = webhooks.endpoints()
     mailed = _email_statuses()
-    if not moves or not (hooks or mailed):
+    opt_in_only = _opt_in_only()
+    mail_moves = [move for move in moves if wants_mail(move, mailed, opt_in_only)]
+    if not moves or not (hooks or mail_moves):
         return 0
     from jobtower.models import Delivery
 
     emails: dict[Any, str] = {}
-    mail_moves = [move for move in moves if move.new in mailed]
     if mail_moves:
         from django.contrib.auth import get_user_model
 
         owners = {move.job.user_id for move in mail_moves}
         emails = dict(get_user_model().objects.filter(pk__in=owners).values_list("pk", "email"))
+    mailing = {id(move) for move in mail_moves}
     rows = []
     for move in moves:
         body = payload(move)
@@ -82,7 +97,7 @@ def enqueue(moves: Sequence[Move]) -> int:
             rows.append(Delivery(job_id=move.job.pk, kind=Delivery.WEBHOOK, endpoint=hook.key,
                                  target=hook.shown[:1024], payload=body, created=move.time,
                                  next_attempt_at=move.time))
-        address = emails.get(move.job.user_id) if move.new in mailed else None
+        address = emails.get(move.job.user_id) if id(move) in mailing else None
         if address:
             rows.append(Delivery(job_id=move.job.pk, kind=Delivery.EMAIL, endpoint=address, target=address,
                                  payload=body, created=move.time, next_attempt_at=move.time))

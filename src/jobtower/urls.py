@@ -11,6 +11,7 @@ urlpatterns = [
     path("jobs-table/rows/", views.table_rows, name="table-rows"),
     path("jobs-table/action/<int:job_id>/<slug:action>/", views.table_action, name="table-action"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:job_id>/live.json", views.job_live, name="job-live"),
     path("jobs/<int:job_id>/logs/", views.job_logs, name="job-logs"),
     path("jobs/<int:job_id>/dag.svg", views.job_dag, name="job-dag"),
     path("jobs/<int:job_id>/logs.json", views.job_log_chunk, name="job-log-chunk"),

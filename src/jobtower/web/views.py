@@ -37,6 +37,7 @@ from jobtower.backends import Capability
 from jobtower.errors import JobError
 from jobtower.gizmos import JobsTable, TableConfig, with_status_since
 from jobtower.models import Job
+from jobtower.web.jobpage import fragments, page_config
 from jobtower.web.permissions import can_access, may_run_code, visible_jobs
 
 #: Bytes of a log shown first (its tail); the rest loads only on request.
@@ -192,6 +193,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             results_url = reverse(name, kwargs={"job_id": job.pk})
         except Exception:
             results_url = ""
+    config = page_config()
     return render(request, "jobtower/job_detail.html", {
         "job": job,
         "history": job.history(),
@@ -202,7 +204,29 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "progress_shown": job.progress is not None and math.isfinite(job.progress),
         "capabilities": sorted(c.value for c in manager.capabilities(job)),
         "dag_svg": _dag_picture(job),
+        "live": fragments(job, config),
+        "config_token": config.sign(),
+        "spec_json": _pretty(job.spec),
+        "props_json": _pretty(job.extended_properties),
     })
+
+
+def _pretty(value: Any) -> str:
+    """Return settings as indented JSON for reading (escaped by the template)."""
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@require_GET
+def job_live(request: HttpRequest, job_id: int) -> JsonResponse:
+    """Return the job page's changing parts in one request (database and job folder only, no engine call)."""
+    if not request.user.is_authenticated:
+        return _json_error("log in to see jobs", 401)
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not can_access(request.user, job):
+        return _json_error(f"there is no job {job_id} you may see", 404)
+    return JsonResponse(fragments(job, page_config()))
 
 
 def _dag_picture(job: Job) -> str:

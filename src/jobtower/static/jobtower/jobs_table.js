@@ -25,11 +25,102 @@
       var toggle = fresh.querySelector("[data-jt-expand]");
       if (toggle) { toggle.setAttribute("aria-expanded", "true"); toggle.textContent = toggle.textContent.replace("▸", "▾"); }
     }
-    if (fresh && row.outerHTML !== fresh.outerHTML) { row.replaceWith(fresh); row = fresh; }
+    if (fresh && row.outerHTML !== fresh.outerHTML) {
+      // Keyboard users keep their place: a focused button is found again in the new row.
+      var focused = row.contains(document.activeElement) ? focusKey(document.activeElement) : null;
+      row.replaceWith(fresh); row = fresh;
+      if (focused) refocus(fresh, focused);
+    }
     if (nodes) {
       if (!oldNodes) row.after(nodes);
       else if (oldNodes.outerHTML !== nodes.outerHTML) oldNodes.replaceWith(nodes);
     } else if (oldNodes) oldNodes.remove();
+  }
+
+  function focusKey(element) {
+    var keys = ["data-jt-action", "data-action", "data-jt-expand"];
+    for (var i = 0; i < keys.length; i++) {
+      if (element.hasAttribute(keys[i])) return "[" + keys[i] + '="' + CSS.escape(element.getAttribute(keys[i])) + '"]';
+    }
+    return null;
+  }
+
+  function refocus(container, selector) {
+    var again = container.querySelector(selector);
+    if (again) again.focus({ preventScroll: true });
+  }
+
+  function patch(box, html) {
+    // Swap a fragment only when it changed, and give the focus back to the same control.
+    if (box.innerHTML === html) return;
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    if (box.innerHTML === holder.innerHTML) return;
+    var focused = box.contains(document.activeElement) ? focusKey(document.activeElement) : null;
+    box.innerHTML = html;   // built by the server, every value escaped
+    if (focused) refocus(box, focused);
+  }
+
+  function setupJob(page) {
+    // The job page: one request per refresh returns every changing part; it stops once the job ended.
+    var interval = parseInt(page.dataset.interval, 10) || 2000;
+    var busy = false;
+    var timer = null;
+    function say(text) { var box = page.querySelector(".jobtower-message"); if (box) box.textContent = text || ""; }
+    function refresh() {
+      timer = null;
+      if (busy) return;
+      if (document.hidden) { document.addEventListener("visibilitychange", refresh, { once: true }); return; }
+      busy = true;
+      fetch(page.dataset.refreshUrl, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (response.status === 404) { window.location = page.dataset.homeUrl; return null; }
+          return response.ok ? response.json() : null;
+        })
+        .then(function (data) {
+          if (!data) return;
+          Object.keys(data.html).forEach(function (key) {
+            var box = page.querySelector('[data-jt-fragment="' + key + '"]');
+            if (box) patch(box, data.html[key]);
+          });
+          Object.keys(data.logs || {}).forEach(function (stream) {
+            var pre = page.querySelector('[data-jt-log="' + CSS.escape(stream) + '"]');
+            if (pre && pre.textContent !== data.logs[stream]) {
+              var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+              pre.textContent = data.logs[stream];   // textContent: log text is never parsed as HTML
+              if (atEnd) pre.scrollTop = pre.scrollHeight;
+            }
+          });
+          page.dataset.active = data.active ? "1" : "0";
+        })
+        .catch(function () { /* the next refresh tries again */ })
+        .finally(function () { busy = false; schedule(); });
+    }
+    function schedule() {
+      if (page.dataset.active === "1" && timer === null) timer = window.setTimeout(refresh, interval);
+    }
+    page.addEventListener("submit", function (event) {
+      var form = event.target;
+      var button = event.submitter;
+      if (!button || !button.dataset.jtAction) return;
+      event.preventDefault();
+      if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+      fetch(button.formAction, {
+        method: "POST", body: new FormData(form),
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken(form) }, credentials: "same-origin"
+      })
+        .then(function (response) { return response.json().then(function (data) { return [response, data]; }); })
+        .then(function (pair) {
+          if (!pair[0].ok) { say(pair[1].error); return; }
+          say("");
+          if (button.dataset.jtAction === "delete") { window.location = page.dataset.homeUrl; return; }
+          page.dataset.active = "1";
+          if (timer !== null) { window.clearTimeout(timer); timer = null; }
+          refresh();
+        })
+        .catch(function (error) { say("The action failed: " + error); });
+    });
+    schedule();
   }
 
   function expand(table, button) {
@@ -140,6 +231,7 @@
     document.querySelectorAll("[data-jobtower-dag]").forEach(liveDag);
     document.querySelectorAll("[data-jobtower-table]").forEach(setup);
     document.querySelectorAll("[data-jobtower-log]").forEach(follow);
+    document.querySelectorAll("[data-jobtower-job]").forEach(setupJob);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
