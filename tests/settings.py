@@ -60,3 +60,5 @@ JOBTOWER = {
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_REDIRECT_URL = "/"
+# Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): tests/test_tasks.py
+TASKS = {"default": {"BACKEND": "jobtower.tasks.JobtowerBackend", "OPTIONS": {"USER": "alice", "LABEL": "tasks"}}}
