@@ -71,3 +71,19 @@ def test_the_plugin_calls_the_status_callback_when_a_task_ends_with_no_monitor_r
     client = create_dask_scheduler(name="x", host=push_cluster.address).client
     assert client.get_metadata(["jobtower"], default={}) == {}
 
+
+
+def test_without_a_base_url_the_scheduler_logs_how_to_give_one_and_runs_without_push(tmp_path: Path) -> None:
+    # Dask logs a preload's failure and starts anyway: the jobs are then polled as without the plugin.
+    cluster = DaskCluster(tmp_path)
+    cluster.env.pop("JOBTOWER_DASK_CALLBACK_URL", None)
+    cluster.scheduler = cluster._spawn(
+        "scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(cluster.port), "--dashboard-address",
+        cluster.dashboard, "--preload", "jobtower.dask_plugin",
+    )
+    log = tmp_path / "scheduler.log"
+    try:
+        wait_for(lambda: "pass --jobtower-callback-url http://host:port (or set JOBTOWER_DASK_CALLBACK_URL)"
+                 in log.read_text(), 60, what="the scheduler to log the missing base URL")
+    finally:
+        cluster.stop()
