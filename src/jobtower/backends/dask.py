@@ -370,6 +370,20 @@ def _not_json(value: Any) -> str | None:
     return None
 
 
+def announce_callback(data: dict[str, Any], path: str) -> None:
+    """Store a task's status-callback path on its scheduler, where jobtower.dask_plugin looks it up.
+
+    Never raises: without it the job is still polled.
+    """
+    try:
+        client = client_for(str(data["address"]), timeout=int(data.get("timeout") or 0),
+                            heartbeat_interval=int(data.get("heartbeat_interval") or 0))
+        client.set_metadata(["jobtower", str(stored_key(data))], path)
+    except Exception:  # noqa: BLE001 - push is optional; the poll finds the end anyway
+        log.warning("could not give the Dask scheduler the status callback of task %s", data.get("key"),
+                    exc_info=True)
+
+
 class DaskBackend(Backend):
     """Runs DASK jobs as published tasks on dask.distributed schedulers; one scheduler call per cycle."""
 

@@ -185,6 +185,7 @@ class DaskJob(Job):
             super().execute()
         finally:
             self.__dict__.pop("_dask_task", None)
+        self._announce_callback()
 
     def resubmit(self, future_or_delayed: Any = None) -> None:
         """Run the job again: its `function`, or the Delayed or Future given (a new one: Dask forgot the old)."""
@@ -194,6 +195,24 @@ class DaskJob(Job):
             super().resubmit()
         finally:
             self.__dict__.pop("_dask_task", None)
+        self._announce_callback()
+
+    def _announce_callback(self) -> None:
+        """Tell the scheduler the job's signed callback path, for jobtower.dask_plugin (push; polling stays).
+
+        One set_metadata call; a scheduler without the plugin keeps it unused until the task is
+        forgotten. A failure only costs the push: it is logged, and the monitor's poll finds the end.
+        """
+        from django.urls import reverse
+
+        from jobtower import manager
+        from jobtower.backends.dask import announce_callback
+
+        data = self.engine_data or {}
+        if data.get("key") is None or self.pk is None:
+            return
+        path = f"{reverse('jobtower:update-job-status', args=[self.pk])}?token={manager.callback_token(self.pk)}"
+        announce_callback(data, path)
 
     # -- results -----------------------------------------------------------------------------------
 
