@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,22 @@ def escalate_stops() -> int:
     return killed
 
 
+def copy_inputs(job: Job) -> None:
+    """Copy the job's remote_input_files into its folder (where it runs), as SLURM does.
+
+    Every file is checked before any is copied: a missing one submits nothing and says which.
+    """
+    sources = [Path(source) for source in getattr(job, "remote_input_files", None) or ()]
+    for path in sources:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"remote_input_files: {path} is not a file; nothing was submitted (fix the path and "
+                "call execute() again)"
+            )
+    for path in sources:
+        shutil.copy2(path, job.folder / path.name)
+
+
 def run_argv(job: LocalJob) -> list[str]:
     """Return what the supervisor runs for a job: its command, or the runner of its function."""
     if job.command:
@@ -311,6 +328,7 @@ class LocalBackend(Backend):
         from django.db import connection
 
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
+        copy_inputs(job)
         horizon = timezone.now() - datetime.timedelta(seconds=WORKER_STALE_AFTER)
         # Plain SQL: this runs once per submission, and the ORM would spend more building the query
         # than the database spends answering it.
