@@ -38,6 +38,7 @@ GOALS = {
     "Jobs Table page  GET /": 50.0,
     "refresh of 50 active rows": 20.0,
     "REST API list  GET /api/jobs/": None,
+    "REST API list, superuser (all jobs)": None,
     "admin changelist": None,
     "monitor cycle, CPU": 1000.0,
     "monitor cycle, wall": None,
@@ -92,7 +93,21 @@ def fill(cursor: object, rows: int, users: int, active: int, workspace: str, ben
         """)
 
 
-def child(db_url: str, rows: int, users: int, active: int, reps: int) -> None:
+def show_sql(name: str, fn: object) -> None:
+    """Print how many statements `fn` sends, and the plan of its slowest one (--explain)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        fn()  # type: ignore[operator]
+    queries = sorted(ctx.captured_queries, key=lambda q: float(q["time"]), reverse=True)
+    print(f"\n--- {name}: {len(queries)} statements; slowest {queries[0]['time']} s:\n{queries[0]['sql'][:600]}")
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN ANALYZE " + queries[0]["sql"])
+        print("\n".join(row[0] for row in cursor.fetchall()))
+
+
+def child(db_url: str, rows: int, users: int, active: int, reps: int, explain: bool = False) -> None:
     os.environ["JOBTOWER_DATABASE_URL"] = db_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
     import django
@@ -114,7 +129,8 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int) -> None:
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]  # the test client's host
     call_command("migrate", verbosity=0)
     workspace = tempfile.mkdtemp(prefix="jobtower-bench-scale-")
-    bench = get_user_model().objects.create_superuser("bench", "", "bench-password-not-secret")
+    bench = get_user_model().objects.create_user("bench", "", "bench-password-not-secret")
+    admin_user = get_user_model().objects.create_superuser("bench-admin", "", "bench-password-not-secret")
     start = time.perf_counter()
     with connection.cursor() as cursor:
         fill(cursor, rows, users, active, workspace, bench.pk)
@@ -143,6 +159,8 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int) -> None:
     manager = Site.get_job_manager()
     client = Client()
     client.force_login(bench)
+    admin_client = Client()
+    admin_client.force_login(admin_user)
     page = client.get("/")
     assert page.status_code == 200, page.status_code
     config = html.unescape(re.search(r'data-config="([^"]+)"', page.content.decode()).group(1))  # type: ignore[union-attr]
@@ -150,7 +168,7 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int) -> None:
     rows_path = "/jobs-table/rows/?" + urllib.parse.urlencode(
         {"config": config, "ids": ",".join(map(str, mine)), "next": "/"})
 
-    def get(path: str) -> None:
+    def get(path: str, client: Client = client) -> None:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.status_code, answer.content[:300])
 
@@ -159,11 +177,14 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int) -> None:
         "Jobs Table page  GET /": lambda: get("/"),
         "refresh of 50 active rows": lambda: get(rows_path),
         "REST API list  GET /api/jobs/": lambda: get("/api/jobs/"),
-        "admin changelist": lambda: get("/admin/jobtower/job/"),
+        "REST API list, superuser (all jobs)": lambda: get("/api/jobs/", admin_client),
+        "admin changelist": lambda: get("/admin/jobtower/job/", admin_client),
     }
     results: dict[str, float] = {}
     for name, fn in measures.items():
         fn()
+        if explain:
+            show_sql(name, fn)
         fn()
         samples = []
         for _ in range(reps):
@@ -203,12 +224,13 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--active", type=int, default=10_000, help="active LOCAL jobs among the rows")
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--explain", action="store_true", help="print each measure's slowest statement and its plan")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.active * 2 > args.rows or args.users < 2:
         ap.error("--active must be at most half of --rows, and --users at least 2")
     if args.child:
-        child(args.child, args.rows, args.users, args.active, args.reps)
+        child(args.child, args.rows, args.users, args.active, args.reps, args.explain)
         return 0
     name = f"jobtower_bench_scale_{os.getpid()}"
     subprocess.run(["psql", f"{PG}/postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
@@ -216,7 +238,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as home:
             return subprocess.run(
                 [sys.executable, __file__, "--child", f"{PG}/{name}", "--rows", str(args.rows), "--users",
-                 str(args.users), "--active", str(args.active), "--reps", str(args.reps)],
+                 str(args.users), "--active", str(args.active), "--reps", str(args.reps),
+                 *(["--explain"] if args.explain else [])],
                 env={**os.environ, "JOBTOWER_HOME": home},
             ).returncode
     finally:
