@@ -200,6 +200,14 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int, explain: b
         monitor.cycle()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    if explain:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(monitor.cycle)
+        print("\n--- one monitor cycle, by cumulative time:")
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(30)
     results["monitor cycle, CPU"] = statistics.median(cpu) * 1000
     results["monitor cycle, wall"] = statistics.median(wall) * 1000
     assert Job.objects.filter(_status="SUB").count() == len(active_ids), "the monitor moved a job"
