@@ -147,3 +147,20 @@ def test_a_failing_definition_ends_in_error_with_exit_code_3_on_every_engine(
         assert job.status_code is Status.ERROR, f"{job_type}: {job.status_code} {job.status_message}"
         assert job.status_message.startswith("exit code 3"), (job_type, job.status_message)
         assert job.get_logs()["stderr"] == "a warning\n", job_type
+
+
+@pytest.mark.condor
+def test_a_condor_job_past_its_timeout_ends_in_error_timed_out(
+    pool: Any, workspace: Path, job_manager: Any, user: Any, transactional_db: Any
+) -> None:
+    job = job_manager.create_job(name="slow", user=user, job_type="CONDOR", workspace=str(workspace),
+                                 command=["/bin/sleep", "300"], timeout=2)
+    job.execute()
+    try:
+        done = ended(job, TIMEOUT)
+        assert done.status_code is Status.ERROR, done.status_message
+        assert done.status_message == "timed out: it ran longer than its timeout of 2 s"
+    finally:
+        from jobtower.backends import get_backend
+
+        get_backend(job.backend_path).cancel(job)  # a removed cluster is fine; one left behind is not
