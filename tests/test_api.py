@@ -442,7 +442,8 @@ def test_create_local_job_stores_its_settings(client, user) -> None:
     data = response.json()
     assert data["label"] == "api" and data["status"] == "Submitted"
     assert data["spec"] == {"command": None, "function": "tests.local_functions:add", "args": [1, 2],
-                            "kwargs": {"scale": 3}, "environment": {"OMP_NUM_THREADS": "1"}, "timeout": 30.0}
+                            "kwargs": {"scale": 3}, "environment": {"OMP_NUM_THREADS": "1"}, "timeout": 30.0,
+                            "remote_input_files": []}
 
 
 @pytest.mark.django_db

@@ -7,10 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.utils.functional import cached_property
 
 from jobtower import conf
 from jobtower.dotted import function_path
 from jobtower.models import Delivery, Job, JobEvent, Scheduler
+from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 from jobtower.web.permissions import RUN_PERMISSION
 
@@ -27,6 +31,64 @@ else:
     _JobEventInline = admin.TabularInline
     _JobAdmin = _JobEventAdmin = _SchedulerAdmin = _DeliveryAdmin = admin.ModelAdmin
     _SchedulerForm = _JobForm = forms.ModelForm
+
+
+#: Below this many rows (as the planner estimates) the changelist counts exactly.
+EXACT_COUNT_BELOW = 100_000
+
+
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
+    """Count an unfiltered changelist from the planner's estimate on PostgreSQL (no scan of the table).
+
+    COUNT(*) reads the whole table: about a second for a million jobs. An unfiltered list shows
+    "about N" pages instead; a filtered one, or a small table, is counted exactly.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        model = getattr(self.object_list, "model", None)
+        if query is not None and model is not None and not query.where and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                               [model._meta.db_table])
+                row = cursor.fetchone()
+            if row is not None and row[0] >= EXACT_COUNT_BELOW:
+                return int(row[0])
+        return super().count
+
+
+class AppLabelFilter(admin.SimpleListFilter):
+    """The jobs of one app; its choices come from the (label, id) index, never from a scan of the table."""
+
+    title = "app"
+    parameter_name = "label"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        table = connection.ops.quote_name(Job._meta.db_table)
+        # A skip scan written out: each step is one index probe for the next label, however many jobs.
+        sql = (f"WITH RECURSIVE labels(label) AS (SELECT MIN(label) FROM {table} UNION ALL "
+               f"SELECT (SELECT MIN(label) FROM {table} WHERE label > labels.label) FROM labels "
+               "WHERE labels.label IS NOT NULL) SELECT label FROM labels WHERE label IS NOT NULL")
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return [(label, label) for (label,) in cursor.fetchall()]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        return queryset.filter(label=self.value()) if self.value() else queryset
+
+
+class JobTypeFilter(admin.SimpleListFilter):
+    """The jobs of one type; its choices are the registered job types (no query)."""
+
+    title = "job type"
+    parameter_name = "job_type"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name, _ in registered_classes()]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        return queryset.filter(job_type=self.value()) if self.value() else queryset
 
 
 class JobEventInline(_JobEventInline):
@@ -75,7 +137,10 @@ class JobForm(_JobForm):
 class JobAdmin(_JobAdmin):
     form = JobForm
     list_display = ("id", "name", "label", "job_type", "user", "status_display", "creation_time")
-    list_filter = ("label", "job_type", "_status")
+    list_filter = (AppLabelFilter, JobTypeFilter, "_status")
+    # A million jobs: no COUNT(*) of the whole table for "N total", an estimate when unfiltered.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     search_fields = ("name", "description")
     list_select_related = ("user",)
     fields = (
@@ -130,6 +195,8 @@ class JobAdmin(_JobAdmin):
 class JobEventAdmin(_JobEventAdmin):
     list_display = ("id", "job", "attempt", "from_status", "to_status", "source", "time")
     list_filter = ("to_status", "source")
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     list_select_related = ("job",)
     readonly_fields = ("job", "attempt", "from_status", "to_status", "time", "source", "message")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -75,6 +76,8 @@ class LocalWorker:
         self.backend = get_backend("jobtower.backends.local:LocalBackend")
         self.job_types = local_job_types()
         self.running: dict[int, tuple[Job, subprocess.Popen[bytes]]] = {}
+        #: A pidfd per running supervisor (Linux >= 5.3): the idle wait wakes the moment one exits.
+        self.pidfds: dict[int, int] = {}
         self.heartbeat = Heartbeat("worker", self.name, self.concurrency)
         self.next_escalation = 0.0
 
@@ -84,6 +87,9 @@ class LocalWorker:
         finished = [(job, process) for job, process in self.running.values() if process.poll() is not None]
         for job, _ in finished:
             del self.running[job.pk]
+            fd = self.pidfds.pop(job.pk, None)
+            if fd is not None:
+                os.close(fd)
         if finished:
             # A supervisor that could not record the start never ran its job: only we can tell why.
             failed = {job.pk: why for job, process in finished if (why := local.start_failure(job, process))}
@@ -114,6 +120,10 @@ class LocalWorker:
             )
             return
         self.running[job.pk] = (job, process)
+        try:
+            self.pidfds[job.pk] = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            pass  # an older kernel: the wait below looks again after a short sleep instead
         if (local.attempt_dir(job) / "stopped").exists():
             # stop() raced with our claim: it found no process yet, so end the one we just started.
             local.request_end(process.pid, local.attempt_dir(job))
@@ -138,14 +148,31 @@ class LocalWorker:
                 if until_idle and not busy and not self.running:
                     break
                 if not busy:
-                    # With jobs running, look again soon: a finished job frees a slot (the step is
-                    # cheap then: no claim is tried while every slot is taken). Idle, poll the queue.
-                    full = len(self.running) >= self.concurrency
-                    stop.wait(0.01 if full else self.idle_sleep)
+                    self.wait(stop)
         finally:
             # Running jobs keep going under their supervisors; the monitor records how they end.
+            for fd in self.pidfds.values():
+                os.close(fd)
+            self.pidfds.clear()
             self.heartbeat.remove()
             connections.close_all()
+
+    def wait(self, stop: threading.Event) -> None:
+        """Wait until a running job's supervisor exits, or `idle_sleep` passes (new jobs are claimed then).
+
+        A supervisor's pidfd becomes readable when it exits, so a finished job is recorded at once
+        instead of at the next look. Without pidfds (an old kernel), look again soon while jobs run.
+        """
+        if not self.running:
+            stop.wait(self.idle_sleep)
+            return
+        if len(self.pidfds) < len(self.running):
+            full = len(self.running) >= self.concurrency
+            stop.wait(0.01 if full else self.idle_sleep)
+            return
+        # While every slot is taken there is nothing to claim: only an exit matters, so wait longer.
+        timeout = max(self.idle_sleep, 1.0) if len(self.running) >= self.concurrency else self.idle_sleep
+        select.select(list(self.pidfds.values()), [], [], timeout)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
-from jobtower.backends.condor_templates import attempt_folder, expand
+from jobtower.backends.condor_templates import HOLD_JOB_DURATION_EXCEEDED, attempt_folder, expand
 from jobtower.backends.local import LOG_TAIL_BYTES, tail
 from jobtower.backends.rollup import rollup  # shared with Slurm arrays; re-exported here
 from jobtower.errors import EngineUnavailable
@@ -59,7 +59,7 @@ STOP_REASON = "jobtower: stopped by a user"
 #: What a poll asks the schedd about each proc.
 PROJECTION = [
     "ClusterId", "ProcId", "JobStatus", "ExitCode", "ExitBySignal", "ExitSignal", "HoldReason",
-    "HoldReasonCode", "RemoveReason", "JobtowerJobId", "JobtowerAttempt",
+    "HoldReasonCode", "RemoveReason", "JobtowerJobId", "JobtowerAttempt", "AllowedJobDuration",
 ]
 #: Seconds a located remote schedd is reused before the collector is asked again.
 LOCATE_TTL = 300.0
@@ -122,6 +122,12 @@ def proc_status(ad: Any) -> tuple[Status, str]:
         reason = _value(ad, "HoldReason") or "no reason given"
         if code == HOLD_SPOOLING_INPUT:
             return Status.SUBMITTED, ""
+        if code == HOLD_JOB_DURATION_EXCEEDED:
+            limit = _value(ad, "AllowedJobDuration")
+            return Status.ERROR, (
+                "timed out: it ran longer than its timeout"
+                + (f" of {limit} s" if limit is not None else "")
+            )
         if code in (HOLD_USER_REQUEST, HOLD_SUBMITTED_ON_HOLD):
             return Status.PAUSED, "" if reason.startswith(PAUSE_REASON) else f"held: {reason}"
         return Status.ERROR, f"held by HTCondor: {reason}"

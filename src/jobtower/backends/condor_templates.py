@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -96,6 +97,26 @@ def submit_value(value: Any) -> str | None:
     return text or None
 
 
+def quote_arguments(items: Iterable[str]) -> str:
+    """Return items as HTCondor's new argument syntax: one double-quoted string, nothing interpreted.
+
+    Each item is put in single quotes (a ' inside is doubled), a double quote is doubled, and a $ is
+    written $(DOLLAR) so that condor_submit expands no macro in it. Used for `arguments` and, with
+    NAME=value items, for `environment`; a line break cannot be written there and is refused.
+    """
+    quoted = []
+    for item in items:
+        if "\n" in item or "\r" in item or "\0" in item:
+            raise ValueError(f"an HTCondor argument or environment value cannot hold a line break: {item!r}")
+        text = item.replace("'", "''").replace('"', '""').replace("$", "$(DOLLAR)")
+        quoted.append(f"'{text}'")
+    return '"' + " ".join(quoted) + '"'
+
+
+#: HTCondor's HoldReasonCode when a job ran longer than its allowed_job_duration.
+HOLD_JOB_DURATION_EXCEEDED = 46
+
+
 def attempt_folder(folder: str | os.PathLike[str], attempt: int) -> str:
     """Return the folder that holds one attempt's stdout, stderr and event log."""
     return os.path.join(os.fspath(folder), "attempts", str(attempt))
@@ -145,6 +166,9 @@ def describe(
     procs: int = 1,
     remote: bool = False,
     node: bool = False,
+    command: Sequence[str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> Description:
     """Return the submit description of one attempt of a CONDOR job; ValueError says what is wrong.
 
@@ -153,8 +177,23 @@ def describe(
     job's attributes, which override anything (an attribute set to None or "" removes a default).
     Relative paths are taken from the job's initial directory, which is its own folder by default.
     A workflow node (`node`) runs in `folder`, its own per-attempt folder, and writes its files there.
+
+    `command`, `environment` and `timeout` mean what they mean on LOCAL and SLURM: the command is
+    the executable and the arguments (argv, never a shell; a bare program name is looked up on the
+    job's PATH, else this machine's, and not transferred), the environment is the job's own variables only, and the
+    timeout is HTCondor's allowed_job_duration (the job is held, then ends in Error "timed out").
     """
     chosen = template(template_name)
+    attributes = dict(attributes)
+    lowered = {str(key).lower() for key, value in attributes.items() if submit_value(value) is not None}
+    if command:
+        for key in ("executable", "arguments", "args"):
+            if key in lowered:
+                raise ValueError(f"give either command=[...] or the {key!r} attribute, not both")
+    if environment and ({"environment", "env", "getenv"} & lowered):
+        raise ValueError("give either environment={...} or the 'environment'/'getenv' attributes, not both")
+    if timeout and "allowed_job_duration" in lowered:
+        raise ValueError("give either timeout= (seconds) or the 'allowed_job_duration' attribute, not both")
     if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
         raise ValueError(f"num_jobs must be a whole number of at least 1, got {procs!r}")
     filler = {"folder": folder, "workspace": workspace or folder}
@@ -162,6 +201,34 @@ def describe(
     suffix = ".$(Process)" if procs > 1 else ""
     commands: dict[str, str] = {key: value.format(**filler) for key, value in chosen.commands.items()}
     commands.setdefault("initialdir", folder)
+    if command:
+        program = command[0]
+        inputs_by_name = {PurePosixPath(str(p)).name for p in remote_input_files}
+        if "/" not in program and program not in inputs_by_name:
+            found = shutil.which(program, path=(environment or {}).get("PATH", os.environ.get("PATH", "")))
+            if found is None:
+                raise ValueError(
+                    f"CONDOR job command {program!r} was not found on PATH; give its full path, or "
+                    "send it with remote_input_files"
+                )
+            program = found
+            commands["transfer_executable"] = "false"  # a program of the machine, as on LOCAL and SLURM
+        commands["executable"] = program
+        if len(command) > 1:
+            commands["arguments"] = quote_arguments(command[1:])
+        if not chosen.commands:  # the default template: the job's inputs go with it, outputs come back
+            commands.update(should_transfer_files="YES", when_to_transfer_output="ON_EXIT_OR_EVICT")
+    own = {
+        **{str(k): str(v) for k, v in (environment or {}).items()},
+        "JOBTOWER_JOB_ID": str(int(job_id)), "JOBTOWER_ATTEMPT": str(int(attempt)), "JOBTOWER_JOB_FOLDER": folder,
+    }
+    if environment is not None:
+        for variable in own:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+                raise ValueError(f"environment variable name {variable!r} is not valid: use letters, digits and _")
+        commands["environment"] = quote_arguments(f"{k}={v}" for k, v in own.items())
+    if timeout:
+        commands["allowed_job_duration"] = str(max(1, int(-(-float(timeout) // 1))))
     commands.update(
         output=os.path.join(per_attempt, f"stdout{suffix}.txt"),
         error=os.path.join(per_attempt, f"stderr{suffix}.txt"),

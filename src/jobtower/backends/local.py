@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,10 +92,11 @@ def attempt_dir(job: Job) -> Path:
     return job.folder / "attempts" / str(job.attempt)
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike[str]) -> Any:
     """Return the JSON in `path`, or None when it is missing or not complete yet."""
     try:
-        return json.loads(path.read_bytes())
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
     except (OSError, ValueError):
         return None
 
@@ -114,9 +116,10 @@ def tail(path: Path, limit: int) -> str:
     return text
 
 
-def _read_pid(folder: Path) -> int | None:
+def _read_pid(folder: str | os.PathLike[str]) -> int | None:
     try:
-        return int((folder / "supervisor.pid").read_text())
+        with open(os.path.join(folder, "supervisor.pid"), "rb") as handle:
+            return int(handle.read())
     except (OSError, ValueError):
         return None
 
@@ -127,13 +130,14 @@ def supervisor_pid(folder: Path) -> int | None:
     return pid if pid is not None and _is_our_supervisor(pid, folder) else None
 
 
-def _is_our_supervisor(pid: int, folder: Path) -> bool:
+def _is_our_supervisor(pid: int, folder: str | os.PathLike[str]) -> bool:
     # The pid may have been reused: it is ours only if its command line names this attempt's folder.
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
     except OSError:
         return False
-    return str(folder).encode() in cmdline.split(b"\0")
+    return os.fsencode(folder) in cmdline.split(b"\0")
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -216,6 +220,22 @@ def escalate_stops() -> int:
                 killed += 1
             Path(entry.path).unlink(missing_ok=True)
     return killed
+
+
+def copy_inputs(job: Job) -> None:
+    """Copy the job's remote_input_files into its folder (where it runs), as SLURM does.
+
+    Every file is checked before any is copied: a missing one submits nothing and says which.
+    """
+    sources = [Path(source) for source in getattr(job, "remote_input_files", None) or ()]
+    for path in sources:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"remote_input_files: {path} is not a file; nothing was submitted (fix the path and "
+                "call execute() again)"
+            )
+    for path in sources:
+        shutil.copy2(path, job.folder / path.name)
 
 
 def run_argv(job: LocalJob) -> list[str]:
@@ -311,6 +331,7 @@ class LocalBackend(Backend):
         from django.db import connection
 
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
+        copy_inputs(job)
         horizon = timezone.now() - datetime.timedelta(seconds=WORKER_STALE_AFTER)
         # Plain SQL: this runs once per submission, and the ORM would spend more building the query
         # than the database spends answering it.
@@ -319,10 +340,16 @@ class LocalBackend(Backend):
             alive = cursor.fetchone() is not None
         return None if alive else NO_WORKER
 
-    def observe_one(self, job: LocalJob) -> Observation | None:
-        """Return what the attempt's files and processes say about one job (None: nothing new)."""
-        folder = attempt_dir(job)
-        progress = read_json(folder / "progress.json") or {}
+    def observe_one(self, job: LocalJob, folder: str | None = None) -> Observation | None:
+        """Return what the attempt's files and processes say about one job (None: nothing new).
+
+        `folder` is the attempt's folder as a string, when the caller has it (poll() builds them fast).
+        """
+        # Plain strings, not Path objects: a cycle reads the folders of thousands of jobs, and joining
+        # Paths cost more than the reads themselves (bench/bench_scale.py).
+        folder = folder or os.fspath(attempt_dir(job))
+        sep = os.sep
+        progress = read_json(folder + sep + "progress.json") or {}
         percent = progress.get("percent") if isinstance(progress, dict) else None
         extra: dict[str, Any] = {}
         if isinstance(percent, (int, float)):
@@ -334,17 +361,18 @@ class LocalBackend(Backend):
         pid = _read_pid(folder)  # None also while the file exists but is not written yet
         started = pid is not None
         alive = pid is not None and _is_our_supervisor(pid, folder)
-        ended = read_json(folder / "exit.json")
+        ended = read_json(folder + sep + "exit.json")
         if started and not alive and not isinstance(ended, dict):
-            ended = read_json(folder / "exit.reserved")  # the disk was full when it ended
+            ended = read_json(folder + sep + "exit.reserved")  # the disk was full when it ended
+        exists = os.path.exists
         if isinstance(ended, dict) and "exit_code" in ended:
             code = int(ended["exit_code"])
-            if (folder / "stopped").exists():
+            if exists(folder + sep + "stopped"):
                 return Observation(Status.ABORTED, "stopped by a user", **extra)
-            if (folder / "timed_out").exists():
+            if exists(folder + sep + "timed_out"):
                 return Observation(Status.ERROR, _timed_out(job), **extra)
             if code == 0:
-                result = read_json(folder / "result.json") if job.function else None
+                result = read_json(folder + sep + "result.json") if job.function else None
                 if result is not None:
                     if not isinstance(result, dict) or "value" not in result:
                         return Observation(
@@ -352,13 +380,13 @@ class LocalBackend(Backend):
                         )
                     result = result["value"]
                 return Observation(Status.COMPLETE, "", result=result, **extra)
-            return Observation(Status.ERROR, _exit_message(code, folder), **extra)
+            return Observation(Status.ERROR, _exit_message(code, Path(folder)), **extra)
         if alive:
-            paused = (folder / "paused").exists()
+            paused = exists(folder + sep + "paused")
             return Observation(Status.PAUSED if paused else Status.RUNNING, "", **extra)
-        if (folder / "stopped").exists():
+        if exists(folder + sep + "stopped"):
             return Observation(Status.ABORTED, "stopped by a user")
-        if (folder / "timed_out").exists():
+        if exists(folder + sep + "timed_out"):
             return Observation(Status.ERROR, _timed_out(job))
         if not started:
             if job.status_code in (Status.SUBMITTED, Status.PAUSED):
@@ -382,14 +410,24 @@ class LocalBackend(Backend):
         """
         answer = PollResult()
         found = answer.observations
+        mounted: dict[str, bool] = {}  # one stat per workspace, not one per job
+        prefixes: dict[str, str] = {}  # workspace -> how attempt_dir() spells it, with a separator
+        sep = os.sep
         for job in cast("Sequence[LocalJob]", jobs):
             try:
-                if job.workspace and not Path(job.workspace).is_dir():
+                if job.workspace and job.workspace not in mounted:
+                    mounted[job.workspace] = os.path.isdir(job.workspace)
+                if job.workspace and not mounted[job.workspace]:
                     answer.unreachable[job.pk] = (
                         f"its workspace {job.workspace} is not there (is the file system mounted?)"
                     )
                     continue
-                observation = self.observe_one(job)
+                prefix = prefixes.get(job.workspace)
+                if prefix is None:
+                    spelled = os.fspath(Path(job.workspace))  # as Job.folder normalizes it
+                    prefix = prefixes[job.workspace] = "" if spelled == "." else spelled.rstrip(sep) + sep
+                folder = f"{prefix}job_{job.pk}{sep}attempts{sep}{job.attempt}"
+                observation = self.observe_one(job, folder)
             except Exception as exc:
                 # What a job writes is untrusted: one unreadable folder ends that job, not the poll.
                 observation = Observation(

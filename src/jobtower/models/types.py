@@ -85,6 +85,16 @@ class CondorJob(CondorBase):
     condorpy_template_name = SpecField(None, coerce=str, schema={"type": ["string", "null"]})
     #: How many procs the cluster has (HTCondor's `queue N`); execute(queue=N) sets it too.
     num_jobs = SpecField(1, coerce=_count)
+    #: The same settings as LOCAL and SLURM jobs: one definition runs on any engine.
+    command = SpecField(None, coerce=lambda value: _argv(value),
+                        schema={"type": ["array", "null"], "items": {"type": "string"}, "minItems": 1},
+                        description="the program and its arguments (argv); never run by a shell")
+    environment = SpecField(dict, coerce=lambda value: _environment(value),
+                            schema={"type": "object", "additionalProperties": {"type": "string"}},
+                            description="the job's own environment variables (nothing else is passed)")
+    timeout = SpecField(None, coerce=lambda value: _timeout(value),
+                        schema={"type": ["number", "null"], "exclusiveMinimum": 0},
+                        description="seconds after which the job is ended as an Error")
 
     class Meta:
         proxy = True
@@ -105,6 +115,9 @@ class CondorJob(CondorBase):
             remote_input_files=self.remote_input_files,
             procs=self.num_jobs,
             remote=bool(self.scheduler),
+            command=self.command,
+            environment=self.environment if (self.command or self.environment) else None,
+            timeout=self.timeout,
         )
 
     def clean_spec(self) -> None:
@@ -274,6 +287,9 @@ class LocalJob(Job):
                             description="environment variables added to the job's")
     timeout = SpecField(None, coerce=_timeout, schema={"type": ["number", "null"], "exclusiveMinimum": 0},
                         description="seconds after which the job is ended as an Error")
+    #: Copied into the job's folder before it starts (as SLURM does; CONDOR transfers them).
+    remote_input_files = SpecField(list, coerce=_paths, schema={"type": "array", "items": {"type": "string"}},
+                                   description="files copied into the job's folder before it starts")
 
     class Meta:
         proxy = True
@@ -286,7 +302,8 @@ class LocalJob(Job):
                 f"LOCAL job {self.pk or ''} needs exactly one of command=['prog', 'arg', ...] or "
                 "function='package.module:function' (with args=[...], kwargs={...})"
             )
-        if self.command and "/" not in self.command[0]:
+        names = {os.path.basename(path) for path in self.remote_input_files or ()}
+        if self.command and "/" not in self.command[0] and self.command[0] not in names:
             path = (self.environment or {}).get("PATH", os.environ.get("PATH", ""))
             if shutil.which(self.command[0], path=path) is None:
                 raise ValueError(

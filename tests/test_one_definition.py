@@ -1,0 +1,166 @@
+"""One job definition on any engine: LOCAL, CONDOR and SLURM with only `job_type` changed.
+
+The definition is a command (argv, no shell) with input files, an environment and a timeout; each
+engine must give the same status, the same output file in the job's folder and the same logs. These
+tests need the HTCondor pool and the Slurm cluster and carry both markers; they fail, never skip,
+without them. The submit-description mapping is also checked as data, without a pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobtower.backends import condor_templates as templates
+from jobtower.backends.condor import proc_status
+from jobtower.models import Job
+from jobtower.statuses import Status
+from tests.conftest import ended, in_queue, in_slurm_queue
+
+TIMEOUT = 90.0
+ENGINES = ("LOCAL", "CONDOR", "SLURM")
+
+SCRIPT = """\
+import os, sys
+text = open(sys.argv[1]).read()
+open("output.txt", "w").write(text.upper())
+print("read", len(text), "bytes for", os.environ["WHO"], "with", repr(sys.argv[2]))
+print("a warning", file=sys.stderr)
+sys.exit(int(os.environ.get("EXIT_WITH", "0")))
+"""
+
+
+# -- as data -----------------------------------------------------------------------------------------
+
+
+def describe(**settings: Any) -> templates.Description:
+    return templates.describe(template_name=None, attributes=settings.pop("attributes", {}), folder="/ws/job_7",
+                              workspace="/ws", attempt=1, job_id=7, **settings)
+
+
+def test_a_command_becomes_executable_and_arguments_in_htcondor_syntax() -> None:
+    found = describe(command=["python3", "model.py", "two words", "it's", 'say "hi"', "$(Cluster)", ""],
+                     remote_input_files=["/data/model.py"])
+    commands = found.commands
+    assert commands["executable"].endswith("/python3") and commands["transfer_executable"] == "false"
+    assert commands["arguments"] == (
+        "\"'model.py' 'two words' 'it''s' 'say \"\"hi\"\"' '$(DOLLAR)(Cluster)' ''\""
+    )
+    assert commands["should_transfer_files"] == "YES" and commands["transfer_input_files"] == "/data/model.py"
+
+
+def test_the_environment_is_the_jobs_own_and_the_timeout_is_allowed_job_duration() -> None:
+    commands = describe(command=["true"], environment={"WHO": "a b", "COST": "$5"}, timeout=2.5).commands
+    assert commands["environment"] == (
+        "\"'WHO=a b' 'COST=$(DOLLAR)5' 'JOBTOWER_JOB_ID=7' 'JOBTOWER_ATTEMPT=1' 'JOBTOWER_JOB_FOLDER=/ws/job_7'\""
+    )
+    assert "getenv" not in commands and commands["allowed_job_duration"] == "3"
+
+
+def test_a_command_and_the_attributes_it_replaces_are_refused_together() -> None:
+    with pytest.raises(ValueError, match="either command"):
+        describe(command=["true"], attributes={"Executable": "/bin/true"})
+    with pytest.raises(ValueError, match="either timeout"):
+        describe(command=["true"], timeout=5, attributes={"allowed_job_duration": 9})
+    with pytest.raises(ValueError, match="line break"):
+        describe(command=["echo", "a\nb"])
+    with pytest.raises(ValueError, match="not found on PATH"):
+        describe(command=["no-such-program-here"])
+
+
+def test_a_job_held_for_its_duration_reads_as_timed_out() -> None:
+    ad = {"JobStatus": 5, "HoldReasonCode": templates.HOLD_JOB_DURATION_EXCEEDED, "AllowedJobDuration": 30,
+          "HoldReason": "The job exceeded allowed job duration of 30"}
+    assert proc_status(ad) == (Status.ERROR, "timed out: it ran longer than its timeout of 30 s")
+
+
+# -- on the real engines -----------------------------------------------------------------------------
+
+
+def definition(workspace: Path, exit_with: int) -> dict[str, Any]:
+    inputs = workspace / "inputs"
+    inputs.mkdir(exist_ok=True)
+    (inputs / "script.py").write_text(SCRIPT)
+    (inputs / "input.txt").write_text("hello\n")
+    return {
+        "command": ["python3", "script.py", "input.txt", "two words"],
+        "remote_input_files": [str(inputs / "script.py"), str(inputs / "input.txt")],
+        # The same PATH everywhere: a bare "python3" is the same program on every engine.
+        "environment": {"WHO": "everyone", "EXIT_WITH": str(exit_with), "PATH": "/usr/bin:/bin"},
+        "timeout": 600,
+    }
+
+
+def run_everywhere(job_manager: Any, user: Any, workspace: Path, exit_with: int) -> dict[str, Job]:
+    done: dict[str, Job] = {}
+    jobs = {}
+    for job_type in ENGINES:
+        (workspace / job_type).mkdir(mode=0o755)
+        job = job_manager.create_job(name=f"{job_type} {{id}}", user=user, job_type=job_type,
+                                     workspace=str(workspace / job_type), **definition(workspace, exit_with))
+        job.execute()
+        jobs[job_type] = job
+    for job_type, job in jobs.items():
+        done[job_type] = ended(job, TIMEOUT)
+    return done
+
+
+@pytest.fixture
+def engines(pool: Any, slurm_cluster: str, local_worker: Any, workspace: Path) -> Any:
+    yield workspace
+    from jobtower.backends import get_backend
+
+    for job in Job.objects.filter(job_type__in=("CONDOR", "SLURM")):  # what a failed test leaves
+        data = job.engine_data or {}
+        if (data.get("cluster_id") and in_queue(data["cluster_id"])) or (
+            data.get("slurm_job_id") and in_slurm_queue(data["slurm_job_id"])
+        ):
+            get_backend(job.backend_path).cancel(job)
+
+
+@pytest.mark.condor
+@pytest.mark.slurm
+def test_one_definition_gives_the_same_output_status_and_logs_on_every_engine(
+    engines: Path, job_manager: Any, user: Any
+) -> None:
+    done = run_everywhere(job_manager, user, engines, exit_with=0)
+    for job_type, job in done.items():
+        assert job.status_code is Status.COMPLETE, f"{job_type}: {job.status_message}"
+        assert (job.folder / "output.txt").read_text() == "HELLO\n", job_type
+        logs = job.get_logs()
+        assert {k: logs[k] for k in ("stdout", "stderr")} == {
+            "stdout": "read 6 bytes for everyone with 'two words'\n", "stderr": "a warning\n",
+        }, job_type
+        moves = [e.to_status for e in job.history()]
+        assert moves[0] == "SUB" and moves[-1] == "COM", (job_type, moves)
+
+
+@pytest.mark.condor
+@pytest.mark.slurm
+def test_a_failing_definition_ends_in_error_with_exit_code_3_on_every_engine(
+    engines: Path, job_manager: Any, user: Any
+) -> None:
+    done = run_everywhere(job_manager, user, engines, exit_with=3)
+    for job_type, job in done.items():
+        assert job.status_code is Status.ERROR, f"{job_type}: {job.status_code} {job.status_message}"
+        assert job.status_message.startswith("exit code 3"), (job_type, job.status_message)
+        assert job.get_logs()["stderr"] == "a warning\n", job_type
+
+
+@pytest.mark.condor
+def test_a_condor_job_past_its_timeout_ends_in_error_timed_out(
+    pool: Any, workspace: Path, job_manager: Any, user: Any, transactional_db: Any
+) -> None:
+    job = job_manager.create_job(name="slow", user=user, job_type="CONDOR", workspace=str(workspace),
+                                 command=["/bin/sleep", "300"], timeout=2)
+    job.execute()
+    try:
+        done = ended(job, TIMEOUT)
+        assert done.status_code is Status.ERROR, done.status_message
+        assert done.status_message == "timed out: it ran longer than its timeout of 2 s"
+    finally:
+        from jobtower.backends import get_backend
+
+        get_backend(job.backend_path).cancel(job)  # a removed cluster is fine; one left behind is not
