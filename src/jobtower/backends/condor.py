@@ -311,6 +311,26 @@ class CondorBackend(Backend):
 
         A schedd that does not answer is reported: its jobs keep their statuses, marked stale.
         """
+        answer = PollResult()
+        for scheduler, members, ads in self._schedd_answers(jobs, answer):
+            failed_holds: list[int] = []
+            for job in members:
+                observation, held = self._observe(job, ads)
+                answer.observations[job.pk] = observation
+                # Once the whole job has ended: a held proc removed earlier would read as Aborted.
+                if held and observation.status.is_terminal:
+                    failed_holds.append(self._cluster(job))  # type: ignore[arg-type]
+            if failed_holds:
+                self._remove_failed_holds(scheduler, failed_holds)
+        return answer
+
+    def _schedd_answers(
+        self, jobs: Sequence[Job], answer: PollResult
+    ) -> Iterator[tuple[Scheduler | None, list[Job], dict[int, dict[int, Any]]]]:
+        """Ask each schedd once about its jobs; yield (scheduler, its jobs, their ads).
+
+        The jobs of a schedd that does not answer go to `answer.unreachable` instead.
+        """
         from jobtower.models import Scheduler
 
         groups: dict[str | None, list[Job]] = {}
@@ -321,7 +341,6 @@ class CondorBackend(Backend):
             groups.setdefault((job.engine_data or {}).get("scheduler"), []).append(job)
         names = [name for name in groups if name]
         records = {s.name: s for s in Scheduler.objects.filter(name__in=names)} if names else {}
-        answer = PollResult()
         for name, members in groups.items():
             scheduler = records.get(name) if name else None
             try:
@@ -333,16 +352,7 @@ class CondorBackend(Backend):
                 reason = f"HTCondor schedd {name or '(local pool)'} did not answer: {condor_error(exc)}"
                 answer.unreachable.update((job.pk, reason) for job in members)
                 continue
-            failed_holds: list[int] = []
-            for job in members:
-                observation, held = self._observe(job, ads)
-                answer.observations[job.pk] = observation
-                # Once the whole job has ended: a held proc removed earlier would read as Aborted.
-                if held and observation.status.is_terminal:
-                    failed_holds.append(self._cluster(job))  # type: ignore[arg-type]
-            if failed_holds:
-                self._remove_failed_holds(scheduler, failed_holds)
-        return answer
+            yield scheduler, members, ads
 
     def _ads(self, scheduler: Scheduler | None, jobs: list[Job]) -> dict[int, dict[int, Any]]:
         """Return {cluster: {proc: ad}} for the jobs' clusters: one queue query, one history query."""

@@ -32,7 +32,6 @@ from jobtower.backends.condor import (
     CondorBackend,
     _value,
     bindings,
-    condor_error,
     proc_status,
     reraise,
 )
@@ -302,27 +301,8 @@ class DAGManBackend(CondorBackend):
 
     def poll(self, jobs: Sequence[Job]) -> PollResult:
         """Report on many workflows: their DAGMan jobs in the batched schedd queries, nodes from files."""
-        from jobtower.models import Scheduler
-
-        groups: dict[str | None, list[Job]] = {}
-        for job in jobs:
-            if job.status_code is Status.RESULTS_READY or self._cluster(job) is None:
-                continue
-            groups.setdefault((job.engine_data or {}).get("scheduler"), []).append(job)
-        names = [name for name in groups if name]
-        records = {s.name: s for s in Scheduler.objects.filter(name__in=names)} if names else {}
         answer = PollResult()
-        for name, members in groups.items():
-            scheduler = records.get(name) if name else None
-            try:
-                if name and scheduler is None:
-                    raise LookupError(f"the scheduler {name!r} was deleted")
-                ads = self._ads(scheduler, members)
-            except Exception as exc:
-                self._forget(scheduler)
-                reason = f"HTCondor schedd {name or '(local pool)'} did not answer: {condor_error(exc)}"
-                answer.unreachable.update((job.pk, reason) for job in members)
-                continue
+        for _scheduler, members, ads in self._schedd_answers(jobs, answer):
             for job in members:
                 answer.observations[job.pk] = self._observe_workflow(job, ads)
         return answer
