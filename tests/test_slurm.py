@@ -299,7 +299,10 @@ def test_one_definition_on_local_and_slurm_gives_the_same_statuses_and_logs(
     local, slurm_job = done["LOCAL"], done["SLURM"]
     assert local.status_code is slurm_job.status_code is Status.ERROR
     assert local.status_message.startswith("exit code 3") and slurm_job.status_message == "exit code 3"
-    assert [e.to_status for e in local.history()] == [e.to_status for e in slurm_job.history()]
+    for ended_job in (local, slurm_job):
+        # The same path; whether a poll caught it Running before it ended is a matter of timing.
+        moves = [e.to_status for e in ended_job.history()]
+        assert moves[0] == "SUB" and moves[-1] == "ERR" and set(moves[1:-1]) <= {"RUN"}, moves
     assert local.get_logs() == slurm_job.get_logs() == {"stdout": "out both\n", "stderr": "err both\n"}
 
 
