@@ -1140,7 +1140,16 @@ def stop_before_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
     """
     if not isinstance(instance, Job) or instance.__dict__.get(_STOPPED_FOR_DELETE) or instance.pk is None:
         return
-    current = instance.status_code
+    # Lock the row until the deletion commits (PostgreSQL; SQLite's write lock does it already): a
+    # worker or monitor moving this job meanwhile waits, then finds it gone, instead of adding a
+    # history row after the deletion chose which rows to delete (a foreign key error at commit).
+    stored = (
+        Job.objects.using(kwargs.get("using")).select_for_update()
+        .filter(pk=instance.pk).values_list("_status", flat=True).first()
+    )
+    if stored is None:
+        return
+    current = Status(stored)
     if not current.is_active:
         return
     try:
