@@ -13,7 +13,7 @@ from django.utils.functional import cached_property
 
 from jobtower import conf
 from jobtower.dotted import function_path
-from jobtower.models import Delivery, Job, JobEvent, Scheduler
+from jobtower.models import Delivery, Job, JobEvent, Scheduler, SlurmCluster
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 from jobtower.web.permissions import RUN_PERMISSION
@@ -244,13 +244,18 @@ class SchedulerForm(_SchedulerForm):
 
     def save(self, commit: bool = True) -> Scheduler:
         scheduler = super().save(commit=False)
-        if self.cleaned_data.get("clear_token"):
-            scheduler.token = ""
-        elif self.cleaned_data.get("new_token"):
-            scheduler.token = self.cleaned_data["new_token"]
+        _set_token(scheduler, self.cleaned_data)
         if commit:
             scheduler.save()
         return scheduler
+
+
+def _set_token(record: Scheduler | SlurmCluster, cleaned: dict[str, Any]) -> None:
+    """Apply a write-only token field: removed when asked, replaced when a new one was typed."""
+    if cleaned.get("clear_token"):
+        record.token = ""
+    elif cleaned.get("new_token"):
+        record.token = cleaned["new_token"]
 
 
 @admin.register(Scheduler)
@@ -265,8 +270,6 @@ class SchedulerAdmin(_SchedulerAdmin):
 
 
 # -- Slurm clusters: the JWT is write-only, as a scheduler's IDTOKEN --------------------------------
-
-from jobtower.models import SlurmCluster  # noqa: E402
 
 if TYPE_CHECKING:
     _SlurmClusterForm = forms.ModelForm[SlurmCluster]
@@ -292,10 +295,7 @@ class SlurmClusterForm(_SlurmClusterForm):
 
     def save(self, commit: bool = True) -> SlurmCluster:
         cluster = super().save(commit=False)
-        if self.cleaned_data.get("clear_token"):
-            cluster.token = ""
-        elif self.cleaned_data.get("new_token"):
-            cluster.token = self.cleaned_data["new_token"]
+        _set_token(cluster, self.cleaned_data)
         if commit:
             cluster.save()
         return cluster
