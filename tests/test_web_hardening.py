@@ -410,3 +410,52 @@ def test_admin_never_sets_a_workspace_outside_the_workspaces_root(client, django
     response = client.post(f"/admin/jobtower/job/{job.pk}/change/", _admin_form(job, workspace=workspace))
     assert response.status_code == 200 and "the workspace must be a folder inside" in response.content.decode()
     assert Job.objects.get(pk=job.pk).workspace == job.workspace
+
+
+# -- (12) the standalone site behind a TLS reverse proxy, configured from the environment ---------------
+
+_PROXY_PROBE = (
+    "import django; django.setup()\n"
+    "from django.core.management import call_command\n"
+    "call_command('migrate', verbosity=0)\n"
+    "from django.test import Client\n"
+    "client = Client(enforce_csrf_checks=True, HTTP_HOST='jobs.example.org', HTTP_X_FORWARDED_PROTO='https')\n"
+    "page = client.get('/accounts/login/')\n"
+    "token = page.cookies['csrftoken']\n"
+    "posted = client.post('/accounts/login/', {'username': 'x', 'password': 'y', 'csrfmiddlewaretoken': token.value},"
+    " HTTP_ORIGIN='https://jobs.example.org', HTTP_REFERER='https://jobs.example.org/accounts/login/')\n"
+    "print(posted.status_code, bool(token['secure']), page.wsgi_request.is_secure())\n"
+)
+
+
+def _site_probe(tmp_path: Path, **variables: str) -> Any:
+    import subprocess
+    import sys
+
+    import jobtower
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("JOBTOWER_", "DJANGO_"))}
+    env.update(DJANGO_SETTINGS_MODULE="jobtower.site.settings", JOBTOWER_HOME=str(tmp_path),
+               JOBTOWER_ALLOWED_HOSTS="jobs.example.org", PYTHONPATH=str(Path(jobtower.__file__).parents[1]),
+               **variables)
+    return subprocess.run([sys.executable, "-c", _PROXY_PROBE], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_standalone_site_behind_a_tls_proxy_accepts_posts_from_its_public_origin(tmp_path: Path) -> None:
+    behind = _site_probe(tmp_path / "a", JOBTOWER_CSRF_TRUSTED_ORIGINS="https://jobs.example.org",
+                         JOBTOWER_BEHIND_TLS_PROXY="1")
+    # 200: the login form answered (wrong password), not a CSRF refusal; the cookie is HTTPS-only
+    assert behind.stdout.split() == ["200", "True", "True"], behind.stderr[-2000:]
+    plain = _site_probe(tmp_path / "b")
+    # without the two variables the same request over the proxy is refused as cross-site (Django's default)
+    assert plain.stdout.split() == ["403", "False", "False"], plain.stderr[-2000:]
+
+
+def test_standalone_site_refuses_an_origin_without_scheme_by_name(tmp_path: Path) -> None:
+    done = _site_probe(tmp_path, JOBTOWER_CSRF_TRUSTED_ORIGINS="jobs.example.org")
+    assert done.returncode != 0
+    assert "JOBTOWER_CSRF_TRUSTED_ORIGINS: 'jobs.example.org' has no scheme" in done.stderr
+    assert "https://jobs.example.org" in done.stderr
+    bad = _site_probe(tmp_path, JOBTOWER_BEHIND_TLS_PROXY="maybe")
+    assert bad.returncode != 0 and "JOBTOWER_BEHIND_TLS_PROXY='maybe'" in bad.stderr

@@ -2,7 +2,9 @@
 
 JOBTOWER_HOME (default ./.jobtower), JOBTOWER_DATABASE_URL (default SQLite in JOBTOWER_HOME),
 JOBTOWER_SECRET_KEY (default: generated once into JOBTOWER_HOME/secret_key), JOBTOWER_DEBUG,
-JOBTOWER_ALLOWED_HOSTS (comma-separated, default 127.0.0.1,localhost).
+JOBTOWER_ALLOWED_HOSTS (comma-separated, default 127.0.0.1,localhost); behind a TLS reverse proxy,
+JOBTOWER_CSRF_TRUSTED_ORIGINS (comma-separated origins such as https://jobs.example.org) and
+JOBTOWER_BEHIND_TLS_PROXY=1 (trust X-Forwarded-Proto from the proxy, cookies over HTTPS only).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from jobtower.db import database_settings
 
@@ -32,6 +36,29 @@ HOME.mkdir(parents=True, exist_ok=True)
 SECRET_KEY = _secret_key()
 DEBUG = os.environ.get("JOBTOWER_DEBUG", "") in ("1", "true", "yes")
 ALLOWED_HOSTS = os.environ.get("JOBTOWER_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+
+
+def _origins() -> list[str]:
+    """JOBTOWER_CSRF_TRUSTED_ORIGINS as a list; an entry without its scheme is refused by name."""
+    origins = [o.strip() for o in os.environ.get("JOBTOWER_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+    for origin in origins:
+        if not origin.startswith(("https://", "http://")):
+            raise ImproperlyConfigured(
+                f"JOBTOWER_CSRF_TRUSTED_ORIGINS: {origin!r} has no scheme; write the origin the browser sees, "
+                f"such as https://{origin}"
+            )
+    return origins
+
+
+CSRF_TRUSTED_ORIGINS = _origins()
+_proxy = os.environ.get("JOBTOWER_BEHIND_TLS_PROXY", "")
+if _proxy not in ("", "0", "1", "true", "false", "yes", "no"):
+    raise ImproperlyConfigured(f"JOBTOWER_BEHIND_TLS_PROXY={_proxy!r}: use 1 (behind a TLS proxy) or 0")
+if _proxy in ("1", "true", "yes"):
+    # Only behind a proxy that always sets (or overwrites) X-Forwarded-Proto: a client could claim HTTPS otherwise.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
