@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A one-node loopback Slurm cluster for the tests and benchmarks (Debian 12, as root).
 #
-#   scripts/engines/slurm.sh [up]     install once (munge, slurm-wlm, slurmdbd from Debian, about 70 s),
-#                                     then start munged, slurmdbd, slurmctld and slurmd (about 2 s)
+#   scripts/engines/slurm.sh [up]     install once (munge, slurm-wlm, slurmdbd, slurmrestd from Debian, about
+#                                     70 s), then start munged, slurmdbd, slurmctld, slurmd and slurmrestd
 #   scripts/engines/slurm.sh down     stop the daemons this script starts (never MariaDB)
 #   scripts/engines/slurm.sh status   say whether the cluster answers (exit 1 when it does not)
+#   scripts/engines/slurm.sh token [USER [SECONDS]]
+#                                     print a JWT for slurmrestd (scontrol token; default: this user, 1 h)
 #
 # The controller and the node are this host, on 127.0.0.1. Accounting goes through slurmdbd to the
 # machine's MariaDB (127.0.0.1:3306, reached as root with an empty password unless MYSQL_ROOT_ARGS says
@@ -12,7 +14,14 @@
 # (config_overrides) and DefMemPerCPU is small, so several small test jobs run at once instead of one
 # job taking the whole node. Everything is idempotent: a running daemon is left alone, and the
 # configuration files are rewritten only when their content changes (a changed slurm.conf is applied
-# with `scontrol reconfigure`).
+# with `scontrol reconfigure`; a changed authentication setting restarts the daemon it concerns).
+#
+# slurmrestd, Slurm's REST API (Debian: slurmrestd, and slurm-wlm-jwt-plugin for auth/jwt), listens on
+# 127.0.0.1:$SLURMRESTD_PORT (6820) with JWT authentication: slurmctld and slurmdbd accept JWTs signed
+# with the HS256 key $JWT_KEY (made once, mode 0600, owned by slurm), `scontrol token` issues them, and
+# slurmrestd runs as the unprivileged user `slurmrestd` (it refuses root and SlurmUser). The facts the
+# tests read (SLURMRESTD_URL, and SLURMRESTD_API: the OpenAPI plugin version it serves) are written to
+# $ENGINES_DIR/slurm/slurmrestd.env as KEY=VALUE lines.
 set -euo pipefail
 
 CLUSTER=${SLURM_CLUSTER_NAME:-jobtower}
@@ -21,6 +30,12 @@ NODE_MEMORY_MB=${SLURM_NODE_MEMORY_MB:-8192}
 DEF_MEM_PER_CPU_MB=${SLURM_DEF_MEM_PER_CPU_MB:-64}
 DBD_PASSWORD=${SLURM_DBD_PASSWORD:-jobtower-slurmdbd}
 MYSQL_ROOT_ARGS=${MYSQL_ROOT_ARGS:--h 127.0.0.1 -P 3306 -u root}
+SLURMRESTD_PORT=${SLURMRESTD_PORT:-6820}
+# The OpenAPI plugins slurmrestd loads: Slurm 22.05 offers v0.0.36 to v0.0.38 (and dbv0.0.36 to dbv0.0.38).
+SLURMRESTD_API=${SLURMRESTD_API:-v0.0.38}
+JWT_KEY=/var/spool/slurmctld/jwt_hs256.key
+ENGINES_DIR=${ENGINES_DIR:-/var/cache/engines}
+FACTS=$ENGINES_DIR/slurm/slurmrestd.env
 export DEBIAN_FRONTEND=noninteractive
 
 log() { echo "[slurm $(date +%T)] $*" >&2; }
@@ -79,9 +94,12 @@ start_slurmdbd() {
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';" \
     || die "cannot reach MariaDB as root with: mysql $MYSQL_ROOT_ARGS (start it, or set MYSQL_ROOT_ARGS)"
-  write_if_changed /etc/slurm/slurmdbd.conf 600 slurm:slurm <<EOF || true
+  local changed=0
+  write_if_changed /etc/slurm/slurmdbd.conf 600 slurm:slurm <<EOF && changed=1
 # written by jobtower's scripts/engines/slurm.sh
 AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 DbdHost=localhost
 DbdAddr=127.0.0.1
 SlurmUser=slurm
@@ -94,6 +112,9 @@ StorageUser=slurm
 StoragePass=$DBD_PASSWORD
 StorageLoc=slurm_acct_db
 EOF
+  if [ $changed = 1 ] && alive /run/slurmdbd.pid; then
+    log "slurmdbd.conf changed: restarting slurmdbd"; stop_pid /run/slurmdbd.pid
+  fi
   alive /run/slurmdbd.pid || /usr/sbin/slurmdbd
   wait_for 60 sacctmgr -n list cluster || die "slurmdbd does not answer (see /var/log/slurm/slurmdbd.log)"
 }
@@ -106,6 +127,8 @@ ClusterName=$CLUSTER
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
@@ -139,21 +162,85 @@ EOF
 
 ready() { sinfo -h -o '%T' 2>/dev/null | grep -Eqx 'idle|mixed|allocated'; }
 
+# stop_pid PIDFILE: TERM the process, KILL it after 20 s
+stop_pid() {
+  alive "$1" || return 0
+  local pid; pid=$(cat "$1")
+  kill -TERM "$pid"
+  for _ in $(seq 1 80); do alive "$1" || break; sleep 0.25; done
+  if alive "$1"; then kill -KILL "$pid"; fi
+  log "stopped $(basename "$1" .pid) ($pid)"
+}
+
+make_jwt_key() { # the HS256 key slurmctld and slurmdbd check JWTs with: made once, 0600, owned by slurm
+  if [ ! -s "$JWT_KEY" ]; then
+    log "making the JWT key $JWT_KEY"
+    (umask 077; dd if=/dev/urandom bs=32 count=1 2>/dev/null > "$JWT_KEY")
+  fi
+  chown slurm:slurm "$JWT_KEY"; chmod 600 "$JWT_KEY"
+}
+
+# slurmrestd answers a request with a JWT (its ping goes on to slurmctld)
+rest_answers() {
+  local token; token=$(scontrol token username=root lifespan=60 2>/dev/null | sed -n 's/^SLURM_JWT=//p')
+  [ -n "$token" ] || return 1
+  python3 - "$SLURMRESTD_PORT" "$SLURMRESTD_API" "$token" <<'PY'
+import json, sys, urllib.request
+port, api, token = sys.argv[1:]
+request = urllib.request.Request(f"http://127.0.0.1:{port}/slurm/{api}/ping",
+                                 headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": token})
+with urllib.request.urlopen(request, timeout=5) as reply:
+    sys.exit(1 if json.load(reply).get("errors") else 0)
+PY
+}
+
+start_slurmrestd() {
+  id slurmrestd >/dev/null 2>&1 \
+    || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin slurmrestd
+  if ! alive /run/slurmrestd.pid; then
+    # the plugins this slurmrestd has: `slurmrestd -s list` (OpenAPI) and `-a list` (authentication);
+    # slurmrestd refuses to run as root, even to list them
+    local plugins; plugins=$(runuser -u slurmrestd -- slurmrestd -s list 2>&1 || true)
+    grep -qw "openapi/$SLURMRESTD_API" <<<"$plugins" \
+      || die "slurmrestd offers no openapi/$SLURMRESTD_API plugin; slurmrestd -s list says: $(tr '\n' ' ' <<<"$plugins")"
+    touch /var/log/slurm/slurmrestd.log
+    # SLURM_JWT=daemon: slurmrestd passes each request's JWT on to slurmctld and slurmdbd (no munge)
+    SLURM_JWT=daemon setsid /usr/sbin/slurmrestd -u slurmrestd -g slurmrestd -a rest_auth/jwt \
+      -s "openapi/$SLURMRESTD_API,openapi/db$SLURMRESTD_API" "127.0.0.1:$SLURMRESTD_PORT" \
+      >>/var/log/slurm/slurmrestd.log 2>&1 </dev/null &
+    echo $! > /run/slurmrestd.pid
+  fi
+  if ! wait_for 30 rest_answers; then
+    tail -20 /var/log/slurm/slurmrestd.log >&2 || true
+    die "slurmrestd does not answer on 127.0.0.1:$SLURMRESTD_PORT (see /var/log/slurm/slurmrestd.log)"
+  fi
+  mkdir -p "$(dirname "$FACTS")"
+  write_if_changed "$FACTS" 644 root:root <<EOF || true
+SLURMRESTD_URL=http://127.0.0.1:$SLURMRESTD_PORT
+SLURMRESTD_API=$SLURMRESTD_API
+EOF
+}
+
 up() {
   [ "$(id -u)" = 0 ] || { ready && return 0; die "the Slurm cluster is not running and only root can start it: run $0 up as root"; }
   local started=$SECONDS
-  apt_install munge slurm-wlm slurmdbd mariadb-client
+  apt_install munge slurm-wlm slurmdbd slurmrestd slurm-wlm-jwt-plugin mariadb-client
   mkdir -p /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
   chown slurm:slurm /var/spool/slurmctld /var/log/slurm
+  make_jwt_key
   start_munge
   local changed=0
   write_slurm_conf && changed=1  # first: sacctmgr reads it to find slurmdbd
   start_slurmdbd
   if alive /run/slurmctld.pid; then
     if [ $changed = 1 ]; then log "slurm.conf changed: scontrol reconfigure"; scontrol reconfigure; fi
-  else
-    /usr/sbin/slurmctld
+    # authentication plugins load when slurmctld starts: a slurmctld started before slurm.conf said
+    # AuthAltTypes=auth/jwt issues no tokens until it restarts
+    if ! scontrol token username=root lifespan=10 >/dev/null 2>&1; then
+      log "slurmctld issues no JWTs: restarting it"; stop_pid /run/slurmctld.pid
+    fi
   fi
+  alive /run/slurmctld.pid || /usr/sbin/slurmctld
   alive /run/slurmd.pid || /usr/sbin/slurmd
   if ! wait_for 60 ready; then
     tail -20 /var/log/slurm/slurmctld.log >&2 || true
@@ -161,25 +248,27 @@ up() {
   fi
   # a node drained by an earlier failure comes back
   scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
-  log "Slurm $(sinfo -V | awk '{print $2}') cluster $CLUSTER up on 127.0.0.1 ($((SECONDS - started)) s)"
+  start_slurmrestd
+  log "Slurm $(sinfo -V | awk '{print $2}') cluster $CLUSTER up on 127.0.0.1, slurmrestd on" \
+      "127.0.0.1:$SLURMRESTD_PORT ($((SECONDS - started)) s)"
 }
 
 down() {
   local p
-  for p in /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid /run/munge/munged.pid; do
-    if alive "$p"; then
-      local pid; pid=$(cat "$p")
-      kill -TERM "$pid"
-      for _ in $(seq 1 80); do alive "$p" || break; sleep 0.25; done
-      if alive "$p"; then kill -KILL "$pid"; fi
-      log "stopped $(basename "$p" .pid) ($pid)"
-    fi
+  for p in /run/slurmrestd.pid /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid /run/munge/munged.pid; do
+    stop_pid "$p"
   done
+}
+
+token() { # token [USER [SECONDS]]: print a JWT for slurmrestd
+  local user=${1:-$(id -un)} lifespan=${2:-3600}
+  scontrol token username="$user" lifespan="$lifespan" | sed -n 's/^SLURM_JWT=//p'
 }
 
 case "${1:-up}" in
   up) up ;;
   down) down ;;
   status) ready && echo "Slurm cluster $CLUSTER answers" || { echo "Slurm does not answer" >&2; exit 1; } ;;
-  *) echo "usage: $0 [up|down|status]" >&2; exit 2 ;;
+  token) shift; token "$@" ;;
+  *) echo "usage: $0 [up|down|status|token [USER [SECONDS]]]" >&2; exit 2 ;;
 esac
