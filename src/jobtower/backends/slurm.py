@@ -1,4 +1,4 @@
-"""SLURM jobs on a Slurm cluster, through the cluster's own commands (sbatch, squeue, sacct, scancel, scontrol).
+"""SLURM jobs on a Slurm cluster, through its commands (sbatch, squeue, sacct, scancel, scontrol) or slurmrestd.
 
 Where things go: each attempt of a job runs in the job's own folder (``--chdir``), which the cluster's
 nodes must see at the same path (a shared file system), and writes ``attempts/<n>/stdout.txt`` and
@@ -11,6 +11,11 @@ user that runs jobtower.
 Tracking costs at most two calls per cluster per poll, whatever the number of jobs: one
 ``squeue --json`` for everything the controller still holds, then one ``sacct`` for the jobs that left
 it. A controller that does not answer leaves the jobs' statuses as they were, marked stale.
+
+A cluster whose :class:`~jobtower.models.SlurmCluster` record has a `rest_url` is reached through
+slurmrestd with the record's JWT instead (:mod:`jobtower.backends.slurmrest`): the same job fields,
+files and environment, one ``GET /slurm/v0.0.38/jobs`` and one ``GET /slurmdb/v0.0.38/jobs`` per poll,
+and the same reading of what Slurm says (the state map, the array roll-up, stale marking).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.local import INHERITED_ENVIRONMENT, LOG_TAIL_BYTES, tail
 from jobtower.backends.rollup import rollup
+from jobtower.backends.slurmrest import REST_API, SlurmRestClient, SlurmRestError, command_script, rest_job_fields
 from jobtower.errors import EngineUnavailable
 from jobtower.statuses import Status
 
@@ -65,6 +71,12 @@ SLURM_STATES: dict[str, tuple[Status, str]] = {
     "CANCELLED": (Status.ABORTED, "CANCELLED: removed from Slurm"),
     "REVOKED": (Status.ABORTED, "REVOKED: removed from this cluster by a federation"),
 }
+#: States of a job the controller still runs or will run (squeue lists ended jobs only with --states).
+ACTIVE_STATES = frozenset({
+    "PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "RUNNING", "COMPLETING",
+    "SIGNALING", "STAGE_OUT", "RESIZING", "SUSPENDED", "STOPPED",
+})
+RUNNING_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING"})
 #: Pending reasons that mean someone held the job (pause() holds with scontrol hold).
 HELD_REASONS = {"JobHeldUser": "", "JobHeldAdmin": "held by a Slurm administrator"}
 #: What sacct reports about each job that left the queue.
@@ -108,6 +120,80 @@ def parse_task_string(text: str) -> list[int]:
 
 class SlurmError(RuntimeError):
     """A Slurm command failed; its message is what the command said."""
+
+
+#: What Slurm says about our jobs: {slurm id: {task (None: not an array): (status, reason)}}.
+Found = dict[int, dict[int | None, tuple[Status, str]]]
+
+
+def read_queue(records: list[dict[str, Any]], wanted: dict[int, Job]) -> Found:
+    """Read the controller's job records (``squeue --json`` and slurmrestd's jobs, the same format)."""
+    found: Found = {}
+    for record in records:
+        array_id = int(record.get("array_job_id") or 0)
+        base = array_id or int(record.get("job_id") or 0)
+        job = wanted.get(base)
+        # Our own tag guards against ids a reinstalled controller hands out again.
+        if job is None or record.get("comment") != f"jobtower:{job.pk}:{job.attempt}":
+            continue
+        state = str(record.get("job_state") or "")
+        reason = str(record.get("state_reason") or "")
+        raw = record.get("exit_code")
+        code, how = wait_status_message(int(raw)) if isinstance(raw, int) else (None, "")
+        status, message = state_of(state, code)
+        if state == "FAILED" and how:
+            message = how
+        if status is Status.SUBMITTED and reason in HELD_REASONS:
+            status, message = Status.PAUSED, HELD_REASONS[reason]
+        if not array_id:
+            found.setdefault(base, {})[None] = (status, message)
+            continue
+        pending = str(record.get("array_task_string") or "")
+        task = record.get("array_task_id")
+        indices = parse_task_string(pending) if pending else ([int(task)] if isinstance(task, int) else [])
+        for index in indices:
+            found.setdefault(base, {})[index] = (status, message)
+    return found
+
+
+def add_accounted(found: Found, names: dict[int | None, Any], base: int, indices: list[int | None], job_name: str,
+                  state: str, code: int | None, signal: int) -> None:
+    """Add one accounting record (sacct's line or slurmdbd's record) about a job that left the queue."""
+    if base not in names or (names[base] and job_name != names[base]):
+        return
+    status, message = state_of(state, code, signal)
+    for index in indices:
+        # The queue's word is newer than the accounting's: keep it where both speak.
+        found.setdefault(base, {}).setdefault(index, (status, message))
+
+
+def read_accounting_record(record: dict[str, Any]) -> tuple[int, list[int | None], str, str, int | None, int]:
+    """Return (base id, tasks, name, state, exit code, signal) of one slurmdbd job record (REST)."""
+    array = record.get("array") or {}
+    base = int(array.get("job_id") or 0) or int(record.get("job_id") or 0)
+    task = array.get("task_id")
+    pending = array.get("task")
+    indices: list[int | None]
+    if array.get("job_id") and isinstance(task, int):
+        indices = [task]
+    elif array.get("job_id") and pending:
+        indices = list(parse_task_string(str(pending)))
+    else:
+        indices = [None]
+    state = str((record.get("state") or {}).get("current") or "")
+    exit_code = record.get("exit_code") or {}
+    how = exit_code.get("status")
+    code: int | None = None
+    signal = 0
+    if how == "SIGNALED":
+        signal = int((exit_code.get("signal") or {}).get("signal_id") or 0)
+    elif how == "ERROR":
+        code = int(exit_code.get("return_code") or 0)
+    elif how == "SUCCESS" and state.split()[0:1] == ["COMPLETED"]:
+        code = 0
+    # Else: slurmdbd's REST API of Slurm 22.05 reports every normal exit as SUCCESS with code 0, whatever the
+    # code was: the code is unknown, and a FAILED job reads "FAILED".
+    return base, indices, str(record.get("name") or ""), state, code, signal
 
 
 class SlurmBackend(Backend):
@@ -158,8 +244,22 @@ class SlurmBackend(Backend):
 
     # -- checks and submission --------------------------------------------------------------------
 
+    @staticmethod
+    def rest(cluster: SlurmCluster | None) -> SlurmRestClient | None:
+        """Return a slurmrestd client for a cluster reached through its rest_url (None: the commands)."""
+        if cluster is None or not cluster.rest_url:
+            return None
+        return SlurmRestClient(cluster)
+
     def check(self, job: Job) -> None:
-        """Refuse a job when sbatch is not on this machine (nothing has moved yet)."""
+        """Refuse a job when sbatch is not on this machine, or its slurmrestd token is unusable."""
+        cluster = job.get_scheduler()  # type: ignore[attr-defined]
+        if cluster is not None and cluster.rest_url:
+            # a missing, malformed or expired token is refused before anything moves, as is an option
+            # slurmrestd refuses
+            self.rest(cluster)
+            rest_job_fields(dict(job.sbatch or {}))  # type: ignore[attr-defined]
+            return
         if shutil.which("sbatch", path=os.environ.get("PATH")) is None:
             raise EngineUnavailable(
                 f"SLURM job {job.pk} cannot run: the Slurm command 'sbatch' is not on PATH. Install "
@@ -182,7 +282,7 @@ class SlurmBackend(Backend):
         return env
 
     def submit(self, job: Job) -> None:
-        """sbatch the job's current attempt; its Slurm job id goes to engine_data."""
+        """Submit the job's current attempt (sbatch, or slurmrestd's job/submit); its Slurm id goes to engine_data."""
         from jobtower.models import SlurmJob
 
         assert isinstance(job, SlurmJob), f"the Slurm backend runs SLURM jobs, not {job.job_type}"
@@ -203,6 +303,62 @@ class SlurmBackend(Backend):
         name = str(options.pop("job-name", "") or f"jobtower-{job.pk}")
         options.pop("time", None)
         env = self._job_env(job)
+        client = self.rest(cluster)
+        if client is not None:
+            slurm_id = self._submit_rest(client, job, name, options, env, stdout, stderr)
+        else:
+            slurm_id = self._submit_sbatch(job, cluster, name, options, env, stdout, stderr)
+        job.engine_data = {
+            "slurm_job_id": slurm_id,
+            "attempt": job.attempt,
+            "scheduler": cluster.name if cluster is not None else None,
+            "tasks": tasks or None,
+            "job_name": name,
+            "stdout": str(stdout),
+            "stderr": str(stderr),
+            "submitted": datetime.datetime.now(datetime.UTC).isoformat(),
+        }
+        log.info("job %s attempt %s: Slurm job %s%s%s", job.pk, job.attempt, slurm_id,
+                 f" (array {job.array})" if job.array else "", " through slurmrestd" if client else "")
+
+    def _script_path(self, job: SlurmJob) -> Path:
+        path = Path(str(job.script))
+        path = path if path.is_absolute() else job.folder / path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"script {job.script!r} is not a file (looked for {path}); put it in the job's folder "
+                "(remote_input_files copies files there) or give its full path"
+            )
+        return path
+
+    def rest_submission(self, job: SlurmJob, name: str, options: dict[str, Any], env: dict[str, str],
+                        stdout: Path, stderr: Path) -> tuple[str, dict[str, Any]]:
+        """Return the script and job fields of slurmrestd's job/submit: what sbatch gets on the CLI path."""
+        fields: dict[str, Any] = {
+            "name": name, "current_working_directory": str(job.folder), "standard_output": str(stdout),
+            "standard_error": str(stderr), "environment": env, "comment": f"jobtower:{job.pk}:{job.attempt}",
+        }
+        limit = job.time_limit()
+        if limit:
+            fields["time_limit"] = limit
+        if job.array:
+            fields["array"] = job.array
+        fields.update(rest_job_fields(options))
+        if job.command:
+            script = command_script(list(job.command))
+            (self.attempt_folder(job) / "run.sh").write_text(script)
+        else:
+            script = self._script_path(job).read_text()
+        return script, fields
+
+    def _submit_rest(self, client: SlurmRestClient, job: SlurmJob, name: str, options: dict[str, Any],
+                     env: dict[str, str], stdout: Path, stderr: Path) -> int:
+        script, fields = self.rest_submission(job, name, options, env, stdout, stderr)
+        return client.submit(script, fields)
+
+    def _submit_sbatch(self, job: SlurmJob, cluster: SlurmCluster | None, name: str, options: dict[str, Any],
+                       env: dict[str, str], stdout: Path, stderr: Path) -> int:
+        folder = job.folder
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--chdir={folder}", f"--output={stdout}",
             f"--error={stderr}", f"--export={','.join(sorted(env))}", f"--comment=jobtower:{job.pk}:{job.attempt}",
@@ -214,37 +370,18 @@ class SlurmBackend(Backend):
             argv.append(f"--array={job.array}")
         argv += [f"--{key}" if value is True else f"--{key}={value}" for key, value in sorted(options.items())]
         if job.command:
-            script = attempt / "run.sh"
+            script = self.attempt_folder(job) / "run.sh"
             script.write_text(ARGV_SCRIPT)
             argv += [str(script), *job.command]
         else:
-            path = Path(str(job.script))
-            path = path if path.is_absolute() else folder / path
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"script {job.script!r} is not a file (looked for {path}); put it in the job's folder "
-                    "(remote_input_files copies files there) or give its full path"
-                )
-            argv.append(str(path))
+            argv.append(str(self._script_path(job)))
         # sbatch reads the values of the --export names from its own environment: give it only those.
         submit_env = {**env, **{k: v for k, v in self._command_env(cluster).items() if k not in env}}
         reply = self._run(argv, cluster, env=submit_env, cwd=folder).strip()
         try:
-            slurm_id = int(reply.split(";", 1)[0])
+            return int(reply.split(";", 1)[0])
         except ValueError:
             raise SlurmError(f"sbatch answered {reply!r}, which is not a job id") from None
-        job.engine_data = {
-            "slurm_job_id": slurm_id,
-            "attempt": job.attempt,
-            "scheduler": cluster.name if cluster is not None else None,
-            "tasks": tasks or None,
-            "job_name": name,
-            "stdout": str(stdout),
-            "stderr": str(stderr),
-            "submitted": datetime.datetime.now(datetime.UTC).isoformat(),
-        }
-        log.info("job %s attempt %s: Slurm job %s%s", job.pk, job.attempt, slurm_id,
-                 f" (array {job.array})" if job.array else "")
 
     # -- tracking -----------------------------------------------------------------------------------
 
@@ -302,10 +439,13 @@ class SlurmBackend(Backend):
         tasks = self._tasks(job)
         return set(tasks) if tasks else {None}
 
-    def _queue(self, cluster: SlurmCluster | None, jobs: list[Job]) -> dict[int, dict[int | None, tuple[Status, str]]]:
+    def _queue(self, cluster: SlurmCluster | None, jobs: list[Job]) -> Found:
         """Return {slurm id: {task (None: not an array): state}} for our jobs the controller holds."""
-        wanted = {self._slurm_id(job): job for job in jobs}
+        wanted = {self._slurm_id(job) or 0: job for job in jobs}
         self.queries += 1
+        client = self.rest(cluster)
+        if client is not None:
+            return read_queue(client.jobs(), wanted)
         try:
             reply = json.loads(self._run(["squeue", "--json"], cluster))
         except ValueError as exc:
@@ -318,41 +458,19 @@ class SlurmBackend(Backend):
                 for e in errors
             )
             raise SlurmError(f"squeue --json: {said} (is slurmctld up? `scontrol ping` tells)")
-        records = reply.get("jobs") or []
-        found: dict[int, dict[int | None, tuple[Status, str]]] = {}
-        for record in records:
-            array_id = int(record.get("array_job_id") or 0)
-            base = array_id or int(record.get("job_id") or 0)
-            job = wanted.get(base)
-            # Our own tag guards against ids a reinstalled controller hands out again.
-            if job is None or record.get("comment") != f"jobtower:{job.pk}:{job.attempt}":
-                continue
-            state = str(record.get("job_state") or "")
-            reason = str(record.get("state_reason") or "")
-            raw = record.get("exit_code")
-            code, how = wait_status_message(int(raw)) if isinstance(raw, int) else (None, "")
-            status, message = state_of(state, code)
-            if state == "FAILED" and how:
-                message = how
-            if status is Status.SUBMITTED and reason in HELD_REASONS:
-                status, message = Status.PAUSED, HELD_REASONS[reason]
-            if not array_id:
-                found.setdefault(base, {})[None] = (status, message)
-                continue
-            pending = str(record.get("array_task_string") or "")
-            task = record.get("array_task_id")
-            indices = parse_task_string(pending) if pending else ([int(task)] if isinstance(task, int) else [])
-            for index in indices:
-                found.setdefault(base, {})[index] = (status, message)
-        return found
+        return read_queue(reply.get("jobs") or [], wanted)
 
-    def _accounting(self, cluster: SlurmCluster | None, jobs: list[Job],
-                    found: dict[int, dict[int | None, tuple[Status, str]]]) -> None:
-        """Add what sacct says about jobs that left the queue to `found` (one call for all of them)."""
-        names = {self._slurm_id(job): (job.engine_data or {}).get("job_name") for job in jobs}
-        ids = ",".join(str(i) for i in sorted(i for i in names if i is not None))
+    def _accounting(self, cluster: SlurmCluster | None, jobs: list[Job], found: Found) -> None:
+        """Add what accounting says about jobs that left the queue to `found` (one call for all of them)."""
+        names: dict[int | None, Any] = {self._slurm_id(job): (job.engine_data or {}).get("job_name") for job in jobs}
+        ids = sorted(i for i in names if i is not None)
         self.queries += 1
-        out = self._run(["sacct", "-X", "-P", "-n", "-o", SACCT_FIELDS, "-j", ids], cluster)
+        client = self.rest(cluster)
+        if client is not None:
+            for record in client.accounting(ids):
+                add_accounted(found, names, *read_accounting_record(record))
+            return
+        out = self._run(["sacct", "-X", "-P", "-n", "-o", SACCT_FIELDS, "-j", ",".join(map(str, ids))], cluster)
         for line in out.splitlines():
             parts = line.split("|")
             if len(parts) != 4:
@@ -363,18 +481,13 @@ class SlurmBackend(Backend):
                 base = int(base_text.split("+")[0])
             except ValueError:
                 continue
-            if base not in names or (names[base] and job_name != names[base]):
-                continue
             code_text, _, signal_text = exit_code.partition(":")
             code = int(code_text) if code_text.isdigit() else None
             signal = int(signal_text) if signal_text.isdigit() else 0
-            status, message = state_of(state, code, signal)
             indices: list[int | None] = list(parse_task_string(task_text)) if task_text else [None]
-            for index in indices:
-                # The queue's word is newer than the accounting's: keep it where both speak.
-                found.setdefault(base, {}).setdefault(index, (status, message))
+            add_accounted(found, names, base, indices, job_name, state, code, signal)
 
-    def _observe(self, job: Job, found: dict[int, dict[int | None, tuple[Status, str]]]) -> Observation | None:
+    def _observe(self, job: Job, found: Found) -> Observation | None:
         slurm_id = self._slurm_id(job)
         seen = found.get(slurm_id, {})  # type: ignore[arg-type]
         data = job.engine_data or {}
@@ -402,35 +515,52 @@ class SlurmBackend(Backend):
         return slurm_id
 
     def _states(self, job: Job, slurm_id: int) -> list[str]:
-        """Return the states of the job's tasks the controller still holds (one squeue call)."""
+        """Return the states of the job's tasks the controller still holds (one squeue or REST call)."""
         cluster = job.get_scheduler()  # type: ignore[attr-defined]
+        client = self.rest(cluster)
+        if client is not None:
+            return [str(r.get("job_state") or "") for r in client.job(slurm_id)
+                    if str(r.get("job_state") or "") in ACTIVE_STATES]
         out = self._run(["squeue", "-h", "-j", str(slurm_id), "-o", "%T"], cluster)
         return [line.strip() for line in out.splitlines() if line.strip()]
 
     def cancel(self, job: Job) -> None:
-        """scancel the job (every task of an array); a job that has ended already is fine."""
+        """scancel (or DELETE through slurmrestd) the job, every task of an array; an ended job is fine."""
         slurm_id = self._slurm_id(job)
         if slurm_id is None:
             return
         cluster = job.get_scheduler()  # type: ignore[attr-defined]
+        client = self.rest(cluster)
         try:
-            self._run(["scancel", str(slurm_id)], cluster)
-        except SlurmError as exc:
+            if client is not None:
+                client.cancel(slurm_id)
+            else:
+                self._run(["scancel", str(slurm_id)], cluster)
+        except (SlurmError, SlurmRestError) as exc:
             if "Invalid job id" in str(exc) or "already completing or completed" in str(exc):
                 return
             raise
 
     def hold(self, job: Job) -> None:
-        """scontrol hold what waits, and suspend what runs already (suspend needs root or an operator)."""
+        """Hold what waits, and suspend what runs already (suspend needs root or an operator, and the CLI)."""
         slurm_id = self._require_id(job, "pause")
         cluster = job.get_scheduler()  # type: ignore[attr-defined]
+        client = self.rest(cluster)
+        if client is not None:
+            client.update(slurm_id, {"hold": True})
+            if any(state in RUNNING_STATES for state in self._states(job, slurm_id)):
+                raise SlurmError(
+                    f"job {job.pk} runs already: its waiting tasks are held, but slurmrestd {REST_API} cannot "
+                    "suspend what runs (Slurm's REST API has no suspend); stop it, or let it finish"
+                )
+            return
         try:
             self._run(["scontrol", "hold", str(slurm_id)], cluster)
         except SlurmError as exc:
             if "no longer pending" not in str(exc) and "Job is not pending" not in str(exc):
                 raise
         # A job that started just before the hold is not held by it: suspend it.
-        if any(state in ("RUNNING", "CONFIGURING", "COMPLETING") for state in self._states(job, slurm_id)):
+        if any(state in RUNNING_STATES for state in self._states(job, slurm_id)):
             try:
                 self._run(["scontrol", "suspend", str(slurm_id)], cluster)
             except SlurmError as exc:
@@ -440,12 +570,22 @@ class SlurmBackend(Backend):
                 ) from None
 
     def release(self, job: Job) -> Status:
-        """scontrol release what is held and resume what is suspended; return Running if anything runs."""
+        """Release what is held and resume what is suspended; return Running if anything runs."""
         slurm_id = self._require_id(job, "resume")
         cluster = job.get_scheduler()  # type: ignore[attr-defined]
+        client = self.rest(cluster)
         states = self._states(job, slurm_id)
         if not states:
             raise RuntimeError(f"Slurm job {slurm_id} has ended: there is nothing to resume")
+        if client is not None:
+            if "SUSPENDED" in states:
+                raise SlurmError(
+                    f"Slurm job {slurm_id} is suspended, and slurmrestd {REST_API} cannot resume it (Slurm's "
+                    f"REST API has no resume): `scontrol resume {slurm_id}` on the cluster does"
+                )
+            if "PENDING" in states:
+                client.update(slurm_id, {"hold": False})
+            return Status.RUNNING if "RUNNING" in states else Status.SUBMITTED
         if "SUSPENDED" in states:
             self._run(["scontrol", "resume", str(slurm_id)], cluster)
         if "PENDING" in states:

@@ -103,12 +103,13 @@ def _script(value: Any) -> str | None:
 
 
 class SlurmCluster(models.Model):
-    """A named Slurm cluster, reached with the Slurm commands on this machine.
+    """A named Slurm cluster, reached with the Slurm commands on this machine or through slurmrestd.
 
     `slurm_conf` names the cluster's slurm.conf (the SLURM_CONF the commands use; empty: this machine's
-    default). `rest_url` and `token` are kept for clusters reached through slurmrestd with a JWT, which
-    this version does not submit to yet. `token` is write-only for people, as a Scheduler's IDTOKEN: left
-    out of the admin, of serialization, of repr() and str().
+    default). A cluster with a `rest_url` is reached through slurmrestd instead, with `token`, a JWT
+    (`scontrol token username=<user> lifespan=<seconds>`): jobs run as the token's user, and this
+    machine needs no Slurm commands, munge key or slurm.conf. `token` is write-only for people, as a
+    Scheduler's IDTOKEN: left out of the admin, of serialization, of repr() and str().
     """
 
     name = models.CharField(max_length=255, unique=True)
@@ -118,11 +119,13 @@ class SlurmCluster(models.Model):
     )
     rest_url = models.CharField(
         max_length=1024, blank=True, default="",
-        help_text="slurmrestd URL (not supported yet: jobs go through the Slurm commands on this machine)",
+        help_text="slurmrestd URL (e.g. https://hpc.example.org:6820): when set, jobs go through slurmrestd with "
+                  "the token instead of the Slurm commands on this machine",
     )
     token = models.TextField(
         blank=True, default="", serialize=False,
-        help_text="a JWT for slurmrestd (kept out of the admin and of serialized data)",
+        help_text="a JWT for slurmrestd, from `scontrol token username=<user> lifespan=<seconds>` (jobs run as "
+                  "that user; kept out of the admin and of serialized data)",
     )
     description = models.TextField(blank=True, default="")
 
@@ -200,10 +203,4 @@ class SlurmJob(Job):
             )
         if self.timeout and (self.sbatch or {}).get("time"):
             raise ValueError("give either timeout= (seconds) or sbatch={'time': ...}, not both")
-        cluster = self.get_scheduler()
-        if cluster is not None and cluster.rest_url and not cluster.slurm_conf:
-            raise ValueError(
-                f"Slurm cluster {cluster.name!r} is reached through slurmrestd ({cluster.rest_url}), which "
-                "this version of jobtower does not submit to yet: give it the slurm_conf of a cluster "
-                "whose commands run on this machine"
-            )
+        self.get_scheduler()
