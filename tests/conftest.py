@@ -31,8 +31,8 @@ class OtherApp(jobtower.AppBase):
 # The fixtures that need an engine outside the test process, and the marker each of their tests carries, so
 # that `pytest -m "not condor and not browser"` leaves out exactly the tests that need the pool or Chromium.
 ENGINE_FIXTURES = {
-    "pool": "condor", "browser_page": "browser", "slurm_cluster": "slurm", "dask_cluster": "dask",
-    "own_dask_cluster": "dask",
+    "pool": "condor", "browser_page": "browser", "slurm_cluster": "slurm", "slurm_rest": "slurm",
+    "dask_cluster": "dask", "own_dask_cluster": "dask",
 }
 
 
@@ -333,6 +333,29 @@ def slurm_cluster() -> str:
             pytest.fail(f"the Slurm cluster does not answer {argv[0]} ({done.stderr.strip()}); run "
                         "scripts/engines/slurm.sh up")
     return "/etc/slurm/slurm.conf"
+
+
+@pytest.fixture(scope="session")
+def slurm_rest(slurm_cluster: str) -> dict[str, str]:
+    """Return the loopback slurmrestd's URL and API version (from slurm.sh's facts); fail when it is not up."""
+    facts = Path(os.environ.get("ENGINES_DIR", "/var/cache/engines"), "slurm", "slurmrestd.env")
+    if not facts.is_file():
+        pytest.fail(f"no slurmrestd facts at {facts}: run scripts/engines/slurm.sh up (as root)")
+    return dict(line.split("=", 1) for line in facts.read_text().splitlines() if "=" in line)
+
+
+def slurm_token(user: str | None = None, lifespan: int = 3600) -> str:
+    """Return a JWT for slurmrestd from `scontrol token` (this process's user by default)."""
+    import getpass
+    import subprocess
+
+    done = subprocess.run(["scontrol", "token", f"username={user or getpass.getuser()}", f"lifespan={lifespan}"],
+                          capture_output=True, text=True, timeout=60)
+    token = done.stdout.strip().partition("SLURM_JWT=")[2]
+    if done.returncode != 0 or not token:
+        pytest.fail(f"scontrol token failed ({done.stderr.strip()}): does slurm.conf say AuthAltTypes=auth/jwt? "
+                    "run scripts/engines/slurm.sh up")
+    return token
 
 
 def in_slurm_queue(slurm_id: int) -> list[str]:

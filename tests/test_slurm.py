@@ -111,14 +111,6 @@ def test_the_cluster_admin_never_shows_the_token(admin_client: Any) -> None:
     assert listing.status_code == 200 and b"eyJ" not in listing.content
 
 
-def test_a_cluster_reached_only_through_slurmrestd_is_refused_for_now(job_manager: Any, user: Any, db: Any) -> None:
-    SlurmCluster.objects.create(name="rest", rest_url="https://hpc.example.org:6820", token="eyJ.x")
-    job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="rest")
-    with pytest.raises(ValueError, match="slurmrestd .* does not submit to yet"):
-        job.execute()
-    assert fresh(job).status_code is Status.PENDING
-
-
 # -- on the loopback cluster -----------------------------------------------------------------------
 
 

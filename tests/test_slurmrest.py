@@ -1,0 +1,322 @@
+"""SLURM jobs through slurmrestd with a JWT: the request building as data, then real jobs on the loopback
+cluster's slurmrestd (scripts/engines/slurm.sh starts it on 127.0.0.1:6820).
+
+The integration tests carry the `slurm` marker and fail, never skip, without slurmrestd. They run with
+SLURM_CONF pointing nowhere, so a Slurm command the REST path ran by mistake would fail them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobtower.backends import get_backend
+from jobtower.backends.slurm import SlurmBackend, read_accounting_record
+from jobtower.backends.slurmrest import (
+    REST_UNSUPPORTED,
+    SBATCH_TO_REST,
+    SlurmRestClient,
+    SlurmRestError,
+    command_script,
+    rest_job_fields,
+    token_claims,
+)
+from jobtower.errors import SubmitError
+from jobtower.models import Job, SlurmCluster, SlurmJob
+from jobtower.models.slurm import SBATCH_OPTIONS
+from jobtower.monitor import Monitor
+from jobtower.statuses import Status
+from tests.conftest import drive, ended, fresh, slurm_token, wait_for
+
+BACKEND = "jobtower.backends.slurm:SlurmBackend"
+TIMEOUT = 60.0
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "engines" / "slurm.sh"
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """A JWT-shaped string with these claims and a signature no controller accepts."""
+    part = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{part}.c2lnbmF0dXJl"
+
+
+# -- as data: no cluster needed --------------------------------------------------------------------
+
+
+def test_every_sbatch_option_maps_to_a_rest_field_or_is_refused_by_name() -> None:
+    assert set(SBATCH_TO_REST) | REST_UNSUPPORTED == SBATCH_OPTIONS
+    assert not set(SBATCH_TO_REST) & REST_UNSUPPORTED
+    assert rest_job_fields({"mem": "32M", "cpus-per-task": "2", "exclusive": True, "requeue": True}) == {
+        "memory_per_node": "32M", "cpus_per_task": "2", "exclusive": "exclusive", "requeue": True,
+    }
+    with pytest.raises(ValueError, match="'network' cannot go through slurmrestd v0.0.38"):
+        rest_job_fields({"network": "x"})
+
+
+def test_a_command_becomes_a_script_that_runs_its_argv_word_for_word(tmp_path: Path) -> None:
+    argv = ["printf", "%s|", "two words", "it's", "$HOME", "`id`", "a\nb"]
+    script = tmp_path / "run.sh"
+    script.write_text(command_script(argv))
+    done = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, check=True)
+    assert done.stdout == "two words|it's|$HOME|`id`|a\nb|"
+
+
+def test_the_submission_carries_the_same_settings_as_sbatch_and_only_the_jobs_environment(
+    job_manager: Any, user: Any, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBTOWER_TEST_SERVER_SECRET", "do-not-leak")
+    job: SlurmJob = job_manager.create_job(
+        name="r", user=user, job_type="SLURM", command=["echo", "hi there"], environment={"GREETING": "hello"},
+        array="0-3", timeout=90, sbatch={"mem": "32M", "partition": "debug", "job-name": "mine"},
+    )
+    job.save()
+    backend = SlurmBackend()
+    attempt = backend.attempt_folder(job)
+    attempt.mkdir(parents=True)
+    env = backend._job_env(job)
+    script, fields = backend.rest_submission(job, "mine", {"mem": "32M", "partition": "debug"}, env,
+                                             attempt / "stdout_%a.txt", attempt / "stderr_%a.txt")
+    assert script == command_script(["echo", "hi there"]) == (attempt / "run.sh").read_text()
+    assert fields == {
+        "name": "mine", "current_working_directory": str(job.folder), "environment": env,
+        "standard_output": str(attempt / "stdout_%a.txt"), "standard_error": str(attempt / "stderr_%a.txt"),
+        "comment": f"jobtower:{job.pk}:1", "time_limit": "2", "array": "0-3", "memory_per_node": "32M",
+        "partition": "debug",
+    }
+    assert env["GREETING"] == "hello" and env["JOBTOWER_JOB_ID"] == str(job.pk)
+    assert "JOBTOWER_TEST_SERVER_SECRET" not in env
+
+
+def test_the_token_is_write_only_and_names_its_user(db: Any) -> None:
+    token = jwt({"sun": "alice", "exp": 4_102_444_800})
+    assert token_claims(token)["sun"] == "alice"
+    cluster = SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token=token)
+    client = SlurmRestClient(cluster)
+    assert client.user == "alice"
+    assert token not in repr(client) + repr(cluster) + str(cluster)
+    from django.core import serializers
+
+    assert token not in serializers.serialize("json", [cluster])
+
+
+@pytest.mark.parametrize(("token", "words"), [
+    ("", "has a rest_url .* but no token: issue one on the cluster with `scontrol token"),
+    ("not-a-jwt", "the token of Slurm cluster 'hpc' is not a Slurm JWT.*scontrol token"),
+    (jwt({"exp": 4_102_444_800}), "names no user.*scontrol token"),
+    (jwt({"sun": "alice", "exp": 1_000_000_000}), "expired on 2001-09-09.*scontrol token username=alice"),
+])
+def test_an_unusable_token_is_refused_before_anything_moves(job_manager: Any, user: Any, db: Any, token: str,
+                                                             words: str) -> None:
+    SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token=token)
+    job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="hpc")
+    with pytest.raises(SlurmRestError, match=words) as caught:
+        job.execute()
+    assert not token or token not in str(caught.value)
+    assert fresh(job).status_code is Status.PENDING
+
+
+def test_an_option_slurmrestd_refuses_is_refused_before_anything_moves(job_manager: Any, user: Any, db: Any) -> None:
+    SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820",
+                                token=jwt({"sun": "alice", "exp": 4_102_444_800}))
+    job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="hpc",
+                                 sbatch={"overcommit": True})
+    with pytest.raises(ValueError, match="'overcommit' cannot go through slurmrestd"):
+        job.execute()
+    assert fresh(job).status_code is Status.PENDING
+
+
+def test_slurmdbd_records_read_as_sacct_lines_do() -> None:
+    def record(state: str, exit_code: dict[str, Any], array: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"job_id": 41, "name": "n", "state": {"current": state}, "exit_code": exit_code,
+                "array": array or {"job_id": 0, "task_id": None, "task": None}}
+
+    assert read_accounting_record(record("COMPLETED", {"status": "SUCCESS", "return_code": 0})) == \
+        (41, [None], "n", "COMPLETED", 0, 0)
+    # Slurm 22.05's slurmdbd REST API says SUCCESS/0 for every normal exit: a FAILED job's code is unknown.
+    assert read_accounting_record(record("FAILED", {"status": "SUCCESS", "return_code": 0}))[4] is None
+    assert read_accounting_record(record("FAILED", {"status": "SIGNALED", "signal": {"signal_id": 9}}))[4:] == (None, 9)
+    assert read_accounting_record(record("FAILED", {"status": "ERROR", "return_code": 3}))[4] == 3
+    assert read_accounting_record(record("COMPLETED", {"status": "SUCCESS"}, {"job_id": 40, "task_id": 2}))[:2] == \
+        (40, [2])
+    assert read_accounting_record(record("CANCELLED", {}, {"job_id": 40, "task_id": None, "task": "3-5"}))[:2] == \
+        (40, [3, 4, 5])
+
+
+# -- on the loopback cluster's slurmrestd ----------------------------------------------------------
+
+
+@pytest.fixture
+def rest(slurm_rest: dict[str, str], transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmBackend]:
+    token = slurm_token()
+    cluster = SlurmCluster.objects.create(name="rest", rest_url=slurm_rest["SLURMRESTD_URL"], token=token)
+    backend = get_backend(BACKEND)
+    assert isinstance(backend, SlurmBackend)
+    # No Slurm command can work from here on: whatever reaches Slurm goes through slurmrestd.
+    monkeypatch.setenv("SLURM_CONF", "/nonexistent/slurm.conf")
+    yield backend
+    client = SlurmRestClient(cluster)
+    for job in Job.objects.filter(job_type="SLURM"):
+        slurm_id = (job.engine_data or {}).get("slurm_job_id")
+        if slurm_id and queue_states(client, slurm_id):
+            client.cancel(slurm_id)
+
+
+def queue_states(client: SlurmRestClient, slurm_id: int) -> list[str]:
+    """The states of a Slurm job's tasks the controller still runs or will run (asked through slurmrestd)."""
+    from jobtower.backends.slurm import ACTIVE_STATES
+
+    return [r["job_state"] for r in client.job(slurm_id) if r["job_state"] in ACTIVE_STATES]
+
+
+def client() -> SlurmRestClient:
+    return SlurmRestClient(SlurmCluster.objects.get(name="rest"))
+
+
+def run(job_manager: Any, user: Any, **settings: Any) -> SlurmJob:
+    job: SlurmJob = job_manager.create_job(name="rest {id}", user=user, job_type="SLURM", scheduler="rest",
+                                           **settings)
+    job.execute()
+    return job
+
+
+@pytest.mark.slurm
+def test_a_command_runs_through_slurmrestd_in_its_folder_with_only_its_own_environment(
+    rest: SlurmBackend, job_manager: Any, user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBTOWER_TEST_SERVER_SECRET", "do-not-leak")
+    job = run(job_manager, user, command=["/bin/sh", "-c", 'echo "hello $GREETING"; env; pwd; echo oops >&2'],
+              environment={"GREETING": "world"}, sbatch={"mem": "32M", "cpus-per-task": 1})
+    assert fresh(job).status_code is Status.SUBMITTED and fresh(job).slurm_job_id > 0
+    done = ended(job, TIMEOUT)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    logs = done.get_logs()
+    assert logs["stdout"].startswith("hello world\n"), logs
+    assert "do-not-leak" not in logs["stdout"] and f"JOBTOWER_JOB_ID={job.pk}" in logs["stdout"]
+    assert str(done.folder) in logs["stdout"].splitlines()
+    assert logs["stderr"] == "oops\n"
+    assert rest.log_files(done)["stdout"] == done.folder / "attempts" / "1" / "stdout.txt"
+    record = client().job(done.slurm_job_id)[0]
+    assert record["memory_per_node"] == 32 and record["comment"] == f"jobtower:{job.pk}:1"
+
+
+@pytest.mark.slurm
+def test_a_failing_command_ends_in_error_with_its_exit_code(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
+    done = ended(run(job_manager, user, command=["/bin/sh", "-c", "exit 3"]), TIMEOUT)
+    assert done.status_code is Status.ERROR and done.status_message == "exit code 3"
+
+
+@pytest.mark.slurm
+def test_an_array_rolls_up_and_its_tasks_are_found_in_accounting(
+    rest: SlurmBackend, job_manager: Any, user: Any
+) -> None:
+    job = run(job_manager, user, array="0-3",
+              command=["/bin/sh", "-c", 'echo "task $SLURM_ARRAY_TASK_ID"; [ "$SLURM_ARRAY_TASK_ID" != 2 ] || exit 3'])
+    done = ended(job, TIMEOUT)
+    assert done.status_code is Status.VARIOUS_COMPLETE, done.status_message
+    assert "task 2: exit code 3" in done.status_message and "3 Complete" in done.status_message
+    assert done.get_logs()["stdout"] == {str(t): f"task {t}\n" for t in range(4)}
+    # as if the tasks had left the queue: slurmdbd alone must know each of them
+    cluster = SlurmCluster.objects.get(name="rest")
+    found: dict[int, dict[int | None, tuple[Status, str]]] = {}
+
+    def accounted() -> bool:
+        found.clear()
+        rest._accounting(cluster, [done], found)
+        return len(found.get(done.slurm_job_id, {})) == 4
+
+    wait_for(accounted, TIMEOUT, interval=0.5, what="slurmdbd to know the four tasks")
+    tasks = found[done.slurm_job_id]
+    assert tasks[0] == tasks[1] == tasks[3] == (Status.COMPLETE, "")
+    assert tasks[2] == (Status.ERROR, "FAILED")  # slurmdbd's REST API of Slurm 22.05 loses the exit code
+
+
+@pytest.mark.slurm
+def test_stop_cancels_the_job_through_slurmrestd(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
+    job = drive(run(job_manager, user, command=["sleep", "300"]), lambda j: j.status_code is Status.RUNNING,
+                TIMEOUT, "the job to run", interval=0.3)
+    job.stop()
+    assert fresh(job).status_code is Status.ABORTED
+    wait_for(lambda: not queue_states(client(), fresh(job).slurm_job_id), TIMEOUT, interval=0.2,
+             what="the DELETE to end the job")
+
+
+@pytest.mark.slurm
+def test_pause_holds_a_waiting_job_and_resume_releases_it(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
+    job = run(job_manager, user, command=["true"], sbatch={"begin": "now+3600"})
+    job.pause()
+    assert fresh(job).status_code is Status.PAUSED
+    assert client().job(job.slurm_job_id)[0]["priority"] == 0
+    assert drive(job, lambda j: True, TIMEOUT, "one cycle").status_code is Status.PAUSED
+    fresh(job).resume()
+    assert fresh(job).status_code is Status.SUBMITTED
+    assert client().job(job.slurm_job_id)[0]["priority"] > 0
+    assert drive(job, lambda j: True, TIMEOUT, "one cycle").status_code is Status.SUBMITTED
+    fresh(job).stop()
+
+
+@pytest.mark.slurm
+def test_one_monitor_cycle_asks_slurmrestd_at_most_twice_for_many_jobs(
+    rest: SlurmBackend, job_manager: Any, user: Any
+) -> None:
+    jobs = [run(job_manager, user, command=["/bin/sh", "-c", f"exit {i % 2}"]) for i in range(4)]
+    jobs.append(run(job_manager, user, command=["true"], array="0-2"))
+    monitor = Monitor(results_threads=0)
+
+    def all_ended() -> bool:
+        before = rest.queries
+        monitor.cycle()
+        assert rest.queries - before <= 2
+        return all(fresh(j).status_code.is_terminal for j in jobs)
+
+    wait_for(all_ended, TIMEOUT, interval=0.3, what="five Slurm jobs to end")
+    assert [fresh(j).status_code for j in jobs] == [Status.COMPLETE, Status.ERROR] * 2 + [Status.COMPLETE]
+
+
+@pytest.mark.slurm
+def test_a_token_the_controller_refuses_ends_the_submission_with_how_to_fix_it(
+    rest: SlurmBackend, job_manager: Any, user: Any
+) -> None:
+    real = slurm_token()
+    head, claims, _ = real.split(".")
+    forged = f"{head}.{claims}.{base64.urlsafe_b64encode(b'not the signature').decode().rstrip('=')}"
+    SlurmCluster.objects.filter(name="rest").update(token=forged)
+    job = job_manager.create_job(name="bad token", user=user, job_type="SLURM", scheduler="rest", command=["true"])
+    with pytest.raises(SubmitError) as caught:
+        job.execute()
+    message = str(caught.value)
+    assert "Slurm cluster 'rest'" in message and "refused the token" in message, message
+    assert "scontrol token username=" in message and "new token" in message
+    assert forged not in message and real not in message
+    kept = fresh(job)  # the record survives, in Error with the reason
+    assert kept.status_code is Status.ERROR and "refused the token" in kept.status_message
+    assert forged not in kept.status_message
+
+
+@pytest.mark.slurm
+def test_slurmrestd_down_leaves_a_running_job_stale_then_it_is_answered_for_again(
+    rest: SlurmBackend, job_manager: Any, user: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = drive(run(job_manager, user, command=["sleep", "300"]), lambda j: j.status_code is Status.RUNNING,
+                TIMEOUT, "the job to run", interval=0.3)
+    token = SlurmCluster.objects.get(name="rest").token
+    pid = int(Path("/run/slurmrestd.pid").read_text())
+    subprocess.run(["kill", "-TERM", str(pid)], check=True)
+    try:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), TIMEOUT, interval=0.1, what="slurmrestd to stop")
+        stale = drive(job, lambda j: j.stale_since is not None, TIMEOUT, "the job to be stale")
+        assert stale.status_code is Status.RUNNING
+        said = caplog.text
+        assert "slurmrestd of Slurm cluster 'rest'" in said and "did not answer" in said, said
+        assert token not in said
+    finally:
+        monkeypatch.delenv("SLURM_CONF")  # the script itself needs the Slurm commands
+        subprocess.run([str(SCRIPT), "up"], check=True, capture_output=True, timeout=120)
+    back = drive(job, lambda j: j.stale_since is None, TIMEOUT, "the job to be answered for")
+    assert back.status_code is Status.RUNNING
+    back.stop()
+    wait_for(lambda: not queue_states(client(), job.slurm_job_id), TIMEOUT, interval=0.2, what="the job to end")
