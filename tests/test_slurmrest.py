@@ -281,7 +281,7 @@ def test_one_monitor_cycle_asks_slurmrestd_at_most_twice_for_many_jobs(
 def test_a_token_the_controller_refuses_ends_the_submission_with_how_to_fix_it(
     rest: SlurmBackend, job_manager: Any, user: Any
 ) -> None:
-    real = slurm_token()
+    real = SlurmCluster.objects.get(name="rest").token
     head, claims, _ = real.split(".")
     forged = f"{head}.{claims}.{base64.urlsafe_b64encode(b'not the signature').decode().rstrip('=')}"
     SlurmCluster.objects.filter(name="rest").update(token=forged)
