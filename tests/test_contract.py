@@ -25,7 +25,7 @@ from jobtower.registry import job_class
 from jobtower.statuses import Status
 from jobtower.web.tokens import make_token
 from tests import results_functions
-from tests.conftest import drive, fresh, gone, in_queue, in_slurm_queue, wait_for
+from tests.conftest import drive, free_port, fresh, gone, in_queue, in_slurm_queue, slurm_token, wait_for
 from tests.jobtypes import MEMORY_BACKEND, memory_backend
 
 #: How each action of manager.NEEDS is asked for over the API: method and path under /api/jobs/<id>/.
@@ -428,6 +428,53 @@ class TestSlurm(BackendContract):
 
     def work_gone(self, work: Any) -> bool:
         return not in_slurm_queue(work)
+
+
+@pytest.mark.slurm
+class TestSlurmRest(TestSlurm):
+    """The same contract through slurmrestd with a JWT: a SlurmCluster with a rest_url and a token."""
+
+    REST = "rest"
+
+    @pytest.fixture
+    def engine(self, slurm_rest: dict[str, str], transactional_db: Any, tmp_path: Path) -> Iterator[None]:
+        from jobtower.models import SlurmCluster
+
+        token = slurm_token()
+        SlurmCluster.objects.create(name=self.REST, rest_url=slurm_rest["SLURMRESTD_URL"], token=token)
+        # A cluster record whose slurmrestd does not answer: a port nothing listens on.
+        SlurmCluster.objects.create(name=self.DEAD, rest_url=f"http://127.0.0.1:{free_port()}", token=token)
+        yield
+        backend = self.engine_backend()
+        for job in Job.objects.filter(job_type=self.job_type):
+            slurm_id = (job.engine_data or {}).get("slurm_job_id")
+            if slurm_id and in_slurm_queue(slurm_id):
+                Job.objects.filter(pk=job.pk).update(engine_data={**job.engine_data, "scheduler": self.REST})
+                backend.cancel(fresh(job))
+
+    def options(self, kind: str) -> dict[str, Any]:
+        return {"command": self.COMMANDS[kind], "scheduler": self.REST}
+
+    def make_reachable(self, job: Job) -> None:
+        data = fresh(job).engine_data
+        Job.objects.filter(pk=job.pk).update(engine_data={**data, "scheduler": self.REST})
+
+    def test_pause_then_resume_where_the_engine_can_hold_else_both_are_refused(self) -> None:
+        # Slurm's REST API holds what waits but cannot suspend what runs: pause() of a running job is
+        # refused, saying so, and the job runs on; a waiting job is held and released.
+        running = self.running(self.start("long"))
+        with pytest.raises(RuntimeError, match="cannot suspend it"):
+            running.pause()
+        assert self.one_cycle(running).status_code is Status.RUNNING
+        assert self.stop_and_wait(running).status_code is Status.ABORTED
+        waiting = self.start("long", sbatch={"begin": "now+3600"})
+        waiting.pause()
+        assert self.one_cycle(waiting).status_code is Status.PAUSED
+        fresh(waiting).resume()
+        assert self.one_cycle(waiting).status_code is Status.SUBMITTED
+        assert self.stop_and_wait(waiting).status_code is Status.ABORTED
+
+
 # -- DASK: a real `dask scheduler` and `dask worker` (separate processes) ------------------------------
 
 

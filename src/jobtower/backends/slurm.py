@@ -547,12 +547,13 @@ class SlurmBackend(Backend):
         cluster = job.get_scheduler()  # type: ignore[attr-defined]
         client = self.rest(cluster)
         if client is not None:
-            client.update(slurm_id, {"hold": True})
+            # Slurm's REST API has no suspend: a job that has started is refused, and nothing changes.
             if any(state in RUNNING_STATES for state in self._states(job, slurm_id)):
                 raise SlurmError(
-                    f"job {job.pk} runs already: its waiting tasks are held, but slurmrestd {REST_API} cannot "
-                    "suspend what runs (Slurm's REST API has no suspend); stop it, or let it finish"
+                    f"job {job.pk} runs already, and slurmrestd {REST_API} cannot suspend it (Slurm's REST "
+                    "API has no suspend): nothing was changed; stop it, or let it finish"
                 )
+            client.update(slurm_id, {"hold": True})
             return
         try:
             self._run(["scontrol", "hold", str(slurm_id)], cluster)
