@@ -417,16 +417,18 @@ class SlurmBackend(Backend):
                     raise LookupError(f"the Slurm cluster record {name!r} was deleted")
                 found = self._queue(cluster, members)
             except Exception as exc:
-                answer.unreachable.update((job.pk, f"{where} did not answer: {exc}") for job in members)
+                # slurmrestd's errors name the cluster and what to do already
+                said = str(exc) if isinstance(exc, SlurmRestError) else f"{where} did not answer: {exc}"
+                answer.unreachable.update((job.pk, said) for job in members)
                 continue
             missing = [job for job in members if set(found.get(self._slurm_id(job) or 0, {})) != self._expected(job)]
             if missing:
                 try:
                     self._accounting(cluster, missing, found)
                 except Exception as exc:
-                    answer.unreachable.update(
-                        (job.pk, f"Slurm accounting (sacct) for {where} did not answer: {exc}") for job in missing
-                    )
+                    said = str(exc) if isinstance(exc, SlurmRestError) else \
+                        f"Slurm accounting (sacct) for {where} did not answer: {exc}"
+                    answer.unreachable.update((job.pk, said) for job in missing)
                     missing_ids = {job.pk for job in missing}
                     members = [job for job in members if job.pk not in missing_ids]
             for job in members:
