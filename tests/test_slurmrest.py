@@ -25,6 +25,7 @@ from jobtower.backends.slurmrest import (
     SlurmRestError,
     command_script,
     rest_job_fields,
+    script_options,
     token_claims,
 )
 from jobtower.errors import SubmitError
@@ -64,6 +65,19 @@ def test_a_command_becomes_a_script_that_runs_its_argv_word_for_word(tmp_path: P
     script.write_text(command_script(argv))
     done = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, check=True)
     assert done.stdout == "two words|it's|$HOME|`id`|a\nb|"
+
+
+def test_sbatch_lines_of_a_script_are_read_as_sbatch_reads_them() -> None:
+    script = ("#!/bin/sh\n#SBATCH --mem=16M\n#SBATCH -p debug -c2\n#SBATCH --exclusive  # whole node\n"
+              "#SBATCH --output=mine.txt -J mine\n# a comment\n\n#SBATCH --time 5\necho hi\n#SBATCH --qos=late\n")
+    assert script_options(script) == {"mem": "16M", "partition": "debug", "cpus-per-task": "2", "exclusive": True,
+                                      "time": "5"}
+    for line, words in [("#SBATCH --network=x", "--network cannot go through slurmrestd"),
+                        ("#SBATCH --array=0-3", "--array cannot go through slurmrestd"),
+                        ("#SBATCH --mem", "--mem needs a value"),
+                        ("#SBATCH mem=1G", "'mem=1G' is not an sbatch option")]:
+        with pytest.raises(ValueError, match=words):
+            script_options(f"#!/bin/sh\n{line}\ntrue\n")
 
 
 def test_the_submission_carries_the_same_settings_as_sbatch_and_only_the_jobs_environment(
@@ -202,6 +216,20 @@ def test_a_command_runs_through_slurmrestd_in_its_folder_with_only_its_own_envir
     assert rest.log_files(done)["stdout"] == done.folder / "attempts" / "1" / "stdout.txt"
     record = client().job(done.slurm_job_id)[0]
     assert record["memory_per_node"] == 32 and record["comment"] == f"jobtower:{job.pk}:1"
+
+
+@pytest.mark.slurm
+def test_a_batch_script_with_sbatch_lines_runs_from_the_input_files_with_its_options(
+    rest: SlurmBackend, job_manager: Any, user: Any, tmp_path: Path
+) -> None:
+    script = tmp_path / "model.sbatch"
+    script.write_text("#!/bin/sh\n#SBATCH --mem=16M\n#SBATCH --nice=5\necho \"from the script in $(pwd)\"\n")
+    job = run(job_manager, user, script="model.sbatch", remote_input_files=[str(script)], sbatch={"nice": 7})
+    record = client().job(job.slurm_job_id)[0]
+    assert record["memory_per_node"] == 16 and record["nice"] == 7  # the job's own options win
+    done = ended(job, TIMEOUT)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    assert done.get_logs()["stdout"] == f"from the script in {done.folder}\n"
 
 
 @pytest.mark.slurm

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.local import INHERITED_ENVIRONMENT, LOG_TAIL_BYTES, tail
 from jobtower.backends.rollup import rollup
-from jobtower.backends.slurmrest import REST_API, SlurmRestClient, SlurmRestError, command_script, rest_job_fields
+from jobtower.backends.slurmrest import (
+    REST_API,
+    SlurmRestClient,
+    SlurmRestError,
+    command_script,
+    rest_job_fields,
+    script_options,
+)
 from jobtower.errors import EngineUnavailable
 from jobtower.statuses import Status
 
@@ -338,17 +345,20 @@ class SlurmBackend(Backend):
             "name": name, "current_working_directory": str(job.folder), "standard_output": str(stdout),
             "standard_error": str(stderr), "environment": env, "comment": f"jobtower:{job.pk}:{job.attempt}",
         }
+        if job.command:
+            script = command_script(list(job.command))
+            (self.attempt_folder(job) / "run.sh").write_text(script)
+        else:
+            script = self._script_path(job).read_text()
+            # sbatch reads the script's #SBATCH lines and slurmrestd does not: they go as fields, and
+            # the job's own options override them, as sbatch's command line does.
+            fields = {**rest_job_fields(script_options(script)), **fields}
         limit = job.time_limit()
         if limit:
             fields["time_limit"] = limit
         if job.array:
             fields["array"] = job.array
         fields.update(rest_job_fields(options))
-        if job.command:
-            script = command_script(list(job.command))
-            (self.attempt_folder(job) / "run.sh").write_text(script)
-        else:
-            script = self._script_path(job).read_text()
         return script, fields
 
     def _submit_rest(self, client: SlurmRestClient, job: SlurmJob, name: str, options: dict[str, Any],

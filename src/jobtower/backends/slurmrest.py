@@ -110,6 +110,63 @@ def rest_job_fields(options: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+#: sbatch's one-letter options -> their long names, for #SBATCH lines.
+SHORT_OPTIONS = {
+    "A": "account", "a": "array", "b": "begin", "C": "constraint", "c": "cpus-per-task", "D": "chdir",
+    "d": "dependency", "e": "error", "G": "gpus", "H": "hold", "i": "input", "J": "job-name", "L": "licenses",
+    "M": "clusters", "m": "distribution", "N": "nodes", "n": "ntasks", "o": "output", "p": "partition",
+    "q": "qos", "S": "core-spec", "s": "oversubscribe", "t": "time", "W": "wait", "w": "nodelist", "x": "exclude",
+}
+#: Options that take no value (a #SBATCH line gives them alone).
+FLAG_OPTIONS = frozenset({
+    "contiguous", "exclusive", "no-requeue", "overcommit", "oversubscribe", "requeue", "spread-job",
+    "use-min-nodes", "reboot", "hold", "wait", "test-only", "parsable", "get-user-env",
+})
+#: #SBATCH options jobtower sets itself on the REST path too: its own value wins, as on sbatch's command line.
+SET_BY_JOBTOWER = frozenset({"output", "error", "chdir", "comment", "job-name", "export", "parsable"})
+
+
+def script_options(script: str) -> dict[str, Any]:
+    """Return the options of a batch script's #SBATCH lines by their long names, as sbatch reads them.
+
+    sbatch reads #SBATCH lines up to the first line of the script that is neither blank nor a comment;
+    slurmrestd reads none, so the REST path sends them as job fields. ValueError names a line it cannot send.
+    """
+    options: dict[str, Any] = {}
+    for line in script.splitlines():
+        text = line.strip()
+        if not text or (text.startswith("#") and not text.startswith("#SBATCH")):
+            continue
+        if not text.startswith("#SBATCH"):
+            break
+        try:
+            words = shlex.split(text[len("#SBATCH"):], comments=True)
+        except ValueError as exc:
+            raise ValueError(f"the script's line {line.strip()!r} does not parse: {exc}") from None
+        while words:
+            word = words.pop(0)
+            if word.startswith("--"):
+                name, equals, value = word[2:].partition("=")
+            elif word.startswith("-") and len(word) >= 2 and word[1] in SHORT_OPTIONS:
+                name, equals, value = SHORT_OPTIONS[word[1]], "=" if len(word) > 2 else "", word[2:]
+            else:
+                raise ValueError(f"the script's line {line.strip()!r}: {word!r} is not an sbatch option")
+            if not equals and name not in FLAG_OPTIONS:
+                if not words:
+                    raise ValueError(f"the script's line {line.strip()!r}: --{name} needs a value")
+                value = words.pop(0)
+            if name in SET_BY_JOBTOWER:
+                continue
+            if name not in SBATCH_TO_REST:
+                raise ValueError(
+                    f"the script's line {line.strip()!r}: the sbatch option --{name} cannot go through "
+                    f"slurmrestd {REST_API}; leave it out (jobtower's own settings: array=, environment=, "
+                    "pause()), or give the cluster a slurm_conf and no rest_url to submit with sbatch"
+                )
+            options[name] = value if equals or name not in FLAG_OPTIONS else True
+    return options
+
+
 def _said(reply: Any) -> tuple[str, bool]:
     """Return what slurmrestd's errors say, and whether they look like a refused token."""
     errors = reply.get("errors") if isinstance(reply, dict) else None
