@@ -463,8 +463,10 @@ class TestSlurmRest(TestSlurm):
         # Slurm's REST API holds what waits but cannot suspend what runs: pause() of a running job is
         # refused, saying so, and the job runs on; a waiting job is held and released.
         running = self.running(self.start("long"))
-        with pytest.raises(RuntimeError, match="cannot suspend it"):
+        with pytest.raises(NotSupported, match="cannot suspend it"):
             running.pause()
+        response = self.api("post", running, "pause/")
+        assert response.status_code == 409 and "cannot suspend it" in response.json()["error"], response.content
         assert self.one_cycle(running).status_code is Status.RUNNING
         assert self.stop_and_wait(running).status_code is Status.ABORTED
         waiting = self.start("long", sbatch={"begin": "now+3600"})

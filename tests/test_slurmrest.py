@@ -22,13 +22,12 @@ from jobtower.backends.slurmrest import (
     REST_UNSUPPORTED,
     SBATCH_TO_REST,
     SlurmRestClient,
-    SlurmRestError,
     command_script,
     rest_job_fields,
     script_options,
     token_claims,
 )
-from jobtower.errors import SubmitError
+from jobtower.errors import EngineUnavailable, SubmitError
 from jobtower.models import Job, SlurmCluster, SlurmJob
 from jobtower.models.slurm import SBATCH_OPTIONS
 from jobtower.monitor import Monitor
@@ -128,7 +127,7 @@ def test_an_unusable_token_is_refused_before_anything_moves(job_manager: Any, us
                                                              words: str) -> None:
     SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token=token)
     job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="hpc")
-    with pytest.raises(SlurmRestError, match=words) as caught:
+    with pytest.raises(EngineUnavailable, match=words) as caught:
         job.execute()
     assert not token or token not in str(caught.value)
     assert fresh(job).status_code is Status.PENDING

@@ -42,7 +42,7 @@ from jobtower.backends.slurmrest import (
     rest_job_fields,
     script_options,
 )
-from jobtower.errors import EngineUnavailable
+from jobtower.errors import EngineUnavailable, NotSupported
 from jobtower.statuses import Status
 
 if TYPE_CHECKING:
@@ -262,9 +262,12 @@ class SlurmBackend(Backend):
         """Refuse a job when sbatch is not on this machine, or its slurmrestd token is unusable."""
         cluster = job.get_scheduler()  # type: ignore[attr-defined]
         if cluster is not None and cluster.rest_url:
-            # a missing, malformed or expired token is refused before anything moves, as is an option
-            # slurmrestd refuses
-            self.rest(cluster)
+            # a missing, malformed or expired token is refused before anything moves (the job stays
+            # Pending, to run once the cluster has a token that works), as is an option slurmrestd refuses
+            try:
+                self.rest(cluster)
+            except SlurmRestError as exc:
+                raise EngineUnavailable(f"SLURM job {job.pk} cannot run: {exc}") from None
             rest_job_fields(dict(job.sbatch or {}))  # type: ignore[attr-defined]
             return
         if shutil.which("sbatch", path=os.environ.get("PATH")) is None:
@@ -561,9 +564,10 @@ class SlurmBackend(Backend):
         if client is not None:
             # Slurm's REST API has no suspend: a job that has started is refused, and nothing changes.
             if any(state in RUNNING_STATES for state in self._states(job, slurm_id)):
-                raise SlurmError(
+                raise NotSupported(
                     f"job {job.pk} runs already, and slurmrestd {REST_API} cannot suspend it (Slurm's REST "
-                    "API has no suspend): nothing was changed; stop it, or let it finish"
+                    "API has no suspend): nothing was changed; stop it, or let it finish",
+                    job_id=job.pk, action="pause", capability=Capability.HOLD.value,
                 )
             client.update(slurm_id, {"hold": True})
             return
@@ -592,9 +596,10 @@ class SlurmBackend(Backend):
             raise RuntimeError(f"Slurm job {slurm_id} has ended: there is nothing to resume")
         if client is not None:
             if "SUSPENDED" in states:
-                raise SlurmError(
+                raise NotSupported(
                     f"Slurm job {slurm_id} is suspended, and slurmrestd {REST_API} cannot resume it (Slurm's "
-                    f"REST API has no resume): `scontrol resume {slurm_id}` on the cluster does"
+                    f"REST API has no resume): `scontrol resume {slurm_id}` on the cluster does",
+                    job_id=job.pk, action="resume", capability=Capability.HOLD.value,
                 )
             if "PENDING" in states:
                 client.update(slurm_id, {"hold": False})
