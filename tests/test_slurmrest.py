@@ -22,6 +22,7 @@ from jobtower.backends.slurmrest import (
     REST_UNSUPPORTED,
     SBATCH_TO_REST,
     SlurmRestClient,
+    SlurmRestError,
     command_script,
     rest_job_fields,
     script_options,
@@ -141,6 +142,47 @@ def test_an_option_slurmrestd_refuses_is_refused_before_anything_moves(job_manag
     with pytest.raises(ValueError, match="'overcommit' cannot go through slurmrestd"):
         job.execute()
     assert fresh(job).status_code is Status.PENDING
+
+
+def test_a_redirect_is_not_followed_so_the_token_goes_nowhere_else(db: Any) -> None:
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append(str(self.headers.get("X-SLURM-USER-TOKEN")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"jobs": []}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    elsewhere = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(Elsewhere):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}{self.path}")
+            self.end_headers()
+
+    redirecting = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, redirecting):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        token = jwt({"sun": "alice", "exp": 4_102_444_800})
+        cluster = SlurmCluster.objects.create(name="hpc", rest_url=f"http://127.0.0.1:{redirecting.server_port}",
+                                              token=token)
+        with pytest.raises(SlurmRestError, match="HTTP 302.*follows none") as caught:
+            SlurmRestClient(cluster).jobs()
+        assert token not in str(caught.value)
+        assert seen == []
+    finally:
+        for server in (elsewhere, redirecting):
+            server.shutdown()
+            server.server_close()
 
 
 def test_slurmdbd_records_read_as_sacct_lines_do() -> None:

@@ -68,6 +68,17 @@ COMMAND_SCRIPT = (
 )
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would send the token's header on to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+#: The opener of every request: no redirects (the answer is an HTTP error instead).
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class SlurmRestError(RuntimeError):
     """slurmrestd answered with errors; the message says what it said, and how to fix it where known."""
 
@@ -238,7 +249,7 @@ class SlurmRestClient:
         )
         where = f"slurmrestd of Slurm cluster {self.cluster!r} ({self.url})"
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as answer:
+            with _OPENER.open(request, timeout=REQUEST_TIMEOUT) as answer:
                 status, raw = answer.status, answer.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -246,12 +257,15 @@ class SlurmRestClient:
             reason = getattr(exc, "reason", exc)
             raise SlurmRestUnavailable(f"{where} did not answer {method} {path}: {reason}") from None
         try:
-            reply = json.loads(raw) if raw else {}
+            reply = json.loads(raw) if raw else None
         except ValueError:
             reply = None
-        if not isinstance(reply, dict):
+        if not isinstance(reply, dict) or 300 <= status < 400:
             text = raw[:200].decode("utf-8", "replace").strip()
-            hint = " (is rest_url the slurmrestd URL, and does it serve openapi/" + REST_API + "?)"
+            hint = f" (is rest_url the slurmrestd URL, and does it serve openapi/{REST_API}?)"
+            if 300 <= status < 400:
+                hint = " (a redirect: jobtower follows none, so that the token goes nowhere else; give " \
+                       "rest_url the URL slurmrestd answers at)"
             raise SlurmRestError(f"{where} answered {method} {path} with HTTP {status}: {text!r}{hint}")
         said, auth = _said(reply)
         if said and ignore and all(word in said for word in ignore):
