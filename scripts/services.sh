@@ -2,7 +2,8 @@
 # Start the services the tests need, if they are not running: PostgreSQL on 127.0.0.1:5432, and a
 # loopback HTCondor pool (installed on first use by scripts/engines/condor.sh, about a minute; its client
 # environment is written to /var/cache/engines/htcondor/client.env, where the tests read it), and a
-# loopback Slurm cluster with slurmdbd accounting (scripts/engines/slurm.sh; installed on first use).
+# loopback Slurm cluster with slurmdbd accounting and slurmrestd (scripts/engines/slurm.sh; installed on
+# first use).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
