@@ -130,7 +130,7 @@ def engines(pool: Any, slurm_cluster: str, local_worker: Any, workspace: Path) -
 def test_one_definition_gives_the_same_output_status_and_logs_on_every_engine(
     engines: Path, job_manager: Any, user: Any
 ) -> None:
-    done = run_everywhere(job_manager, user, engines, exit_with=0)
+    done = run_everywhere(job_manager, user, engines, 0)
     for job_type, job in done.items():
         assert job.status_code is Status.COMPLETE, f"{job_type}: {job.status_message}"
         assert (job.folder / "output.txt").read_text() == "HELLO\n", job_type
@@ -147,7 +147,7 @@ def test_one_definition_gives_the_same_output_status_and_logs_on_every_engine(
 def test_a_failing_definition_ends_in_error_with_exit_code_3_on_every_engine(
     engines: Path, job_manager: Any, user: Any
 ) -> None:
-    done = run_everywhere(job_manager, user, engines, exit_with=3)
+    done = run_everywhere(job_manager, user, engines, 3)
     for job_type, job in done.items():
         assert job.status_code is Status.ERROR, f"{job_type}: {job.status_code} {job.status_message}"
         assert job.status_message.startswith("exit code 3"), (job_type, job.status_message)
