@@ -12,6 +12,11 @@ Where things go:
   spool: inputs travel with the submission, and outputs are fetched back into the job's folder before
   ``process_results_function`` runs, so no shared file system is needed.
 
+A ``function`` job (a Python function with JSON arguments) runs jobtower's runner, copied into the
+attempt's folder, with ``JOBTOWER["FUNCTION_PYTHON"]`` (by default the server's own interpreter) in its
+folder on the shared file system of the local pool, without file transfer; the poll reads its
+``result.json`` (or ``error.json``) back as on LOCAL and SLURM (:mod:`jobtower.backends.functions`).
+
 HTCondor does not run jobs as root. When jobtower runs as root, the schedd maps it to the identity it
 authenticated with (an IDTOKEN), and jobs run as that user: the job's folder is given to that user
 before a local-pool submission, and a folder that user cannot reach is refused with the reason.
