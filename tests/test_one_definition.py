@@ -307,3 +307,30 @@ def test_only_people_who_may_add_engine_jobs_create_function_jobs(
     assert created.status_code == 201, created.content
     spec = created.json()["spec"]
     assert (spec["function"], spec["args"], spec["kwargs"]) == ("tests.local_functions:add", [1, 2], {"scale": 3})
+
+
+def test_the_runner_copy_imports_from_the_jobs_folder_and_says_what_is_not_json(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from jobtower.backends import function_runner
+
+    attempt = tmp_path / "attempts" / "1"
+    attempt.mkdir(parents=True)
+    shutil.copyfile(function_runner.__file__, attempt / "jobtower_function.py")
+    (tmp_path / "model.py").write_text("def run(n, *, k):\n    return {'n': n * k}\n\ndef odd():\n    return {1}\n")
+
+    def run(function: str, *args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        (attempt / "run.json").write_text(json.dumps({"function": function, "args": args, "kwargs": kwargs}))
+        # As CONDOR and SLURM run it: the copy, in the job's folder, which is not on PYTHONPATH.
+        return subprocess.run([sys.executable, str(attempt / "jobtower_function.py"), str(attempt)],
+                              cwd=tmp_path, capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"})
+
+    done = run("model:run", 2, k=5)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((attempt / "result.json").read_text()) == {"value": {"n": 10}}
+    failed = run("model:odd")
+    assert failed.returncode == 1 and "TypeError" in failed.stderr
+    said = json.loads((attempt / "error.json").read_text())
+    assert said["type"] == "TypeError" and "the return value of model:odd is a set" in said["message"]

@@ -164,8 +164,9 @@ def _no_constant(name: str) -> Any:
 def outcome(job: Job, observation: Observation) -> Observation:
     """Return the observation of an ended function job with its result, or its exception as the reason.
 
-    Complete needs a result.json holding {"value": ...}; Error is told by error.json when the function
-    raised (the reason reads "ValueError: model diverged"), else it keeps the engine's reason.
+    Complete takes the value of result.json, which must hold {"value": ...} (none: the function left by
+    sys.exit(0), and the job has no result); Error is told by error.json when the function raised (the
+    reason reads "ValueError: model diverged"), else it keeps the engine's reason.
     """
     if observation.status not in (Status.COMPLETE, Status.ERROR):
         return observation
@@ -173,9 +174,10 @@ def outcome(job: Job, observation: Observation) -> Observation:
     try:
         if observation.status is Status.COMPLETE:
             found = read_untrusted(folder, attempt, function_runner.RESULT_FILE, MAX_RESULT_FILE)
+            if found is None:
+                return observation  # it ended well without a value (sys.exit(0) inside the function)
             if not isinstance(found, dict) or "value" not in found:
-                what = "is missing" if found is None else 'must hold {"value": ...}'
-                return Observation(Status.ERROR, f"the function ended well but result.json {what}",
+                return Observation(Status.ERROR, 'the function ended well but result.json must hold {"value": ...}',
                                    progress=observation.progress, progress_message=observation.progress_message)
             return Observation(Status.COMPLETE, observation.message, progress=observation.progress,
                                progress_message=observation.progress_message, result=found["value"],
