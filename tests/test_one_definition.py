@@ -334,3 +334,18 @@ def test_the_runner_copy_imports_from_the_jobs_folder_and_says_what_is_not_json(
     assert failed.returncode == 1 and "TypeError" in failed.stderr
     said = json.loads((attempt / "error.json").read_text())
     assert said["type"] == "TypeError" and "the return value of model:odd is a set" in said["message"]
+
+
+@pytest.mark.django_db
+def test_on_the_servers_interpreter_a_function_imports_what_the_server_imports(job_manager: Any, user: Any) -> None:
+    import sys
+
+    from jobtower.backends.functions import server_import_path
+
+    job = job_manager.create_job(name="f", user=user, job_type="CONDOR", function="tests.local_functions:add")
+    job.save()
+    commands = job.submit_description().commands
+    assert commands["executable"] == sys.executable
+    assert f"'PYTHONPATH={server_import_path()}'" in commands["environment"]
+    job.environment = {"PYTHONPATH": "/srv/models"}  # the job's own wins
+    assert "'PYTHONPATH=/srv/models' 'JOBTOWER_JOB_ID" in job.submit_description().commands["environment"]

@@ -66,7 +66,8 @@ def interpreter(job_type: str) -> tuple[str, bool]:
             f"JOBTOWER['FUNCTION_PYTHON'] for {job_type} jobs must be an absolute path such as "
             f"'/usr/bin/python3', not {path!r}"
         )
-    return path, os.path.realpath(path) == os.path.realpath(sys.executable)
+    # The same path only: a virtual environment's python and the one it links to import differently.
+    return path, os.path.normpath(path) == os.path.normpath(sys.executable)
 
 
 def server_import_path() -> str:
