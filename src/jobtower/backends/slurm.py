@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobtower.backends import functions
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.local import INHERITED_ENVIRONMENT, LOG_TAIL_BYTES, tail
 from jobtower.backends.rollup import rollup
@@ -203,6 +204,9 @@ class SlurmBackend(Backend):
         name = str(options.pop("job-name", "") or f"jobtower-{job.pk}")
         options.pop("time", None)
         env = self._job_env(job)
+        if job.function:
+            python_is_ours = functions.interpreter(job.job_type)[1]
+            env.update(functions.environment(job, python_is_ours))
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--chdir={folder}", f"--output={stdout}",
             f"--error={stderr}", f"--export={','.join(sorted(env))}", f"--comment=jobtower:{job.pk}:{job.attempt}",
@@ -213,10 +217,10 @@ class SlurmBackend(Backend):
         if job.array:
             argv.append(f"--array={job.array}")
         argv += [f"--{key}" if value is True else f"--{key}={value}" for key, value in sorted(options.items())]
-        if job.command:
+        if job.command or job.function:
             script = attempt / "run.sh"
             script.write_text(ARGV_SCRIPT)
-            argv += [str(script), *job.command]
+            argv += [str(script), *(job.command or functions.prepare(job, attempt))]
         else:
             path = Path(str(job.script))
             path = path if path.is_absolute() else folder / path
@@ -294,6 +298,8 @@ class SlurmBackend(Backend):
                     members = [job for job in members if job.pk not in missing_ids]
             for job in members:
                 observation = self._observe(job, found)
+                if observation is not None and getattr(job, "function", None) and observation.status.is_terminal:
+                    observation = functions.outcome(job, observation)
                 if observation is not None:
                     answer.observations[job.pk] = observation
         return answer
