@@ -17,7 +17,9 @@ TESTS = {
     "src/jobtower/statuses.py": "tests/test_statuses.py tests/test_manager.py",
     "src/jobtower/web/permissions.py": "tests/test_permissions_matrix.py tests/test_jobs_table.py tests/test_api.py",
     "src/jobtower/gizmos.py": "tests/test_table_rows.py tests/test_escaping.py tests/test_jobs_table.py",
-    "src/jobtower/manager.py": "tests/test_statuses.py tests/test_manager.py tests/test_seam.py",
+    "src/jobtower/manager.py": (
+        "tests/test_statuses.py tests/test_manager.py tests/test_manager_refusals.py tests/test_seam.py"
+    ),
 }
 
 #: Only these functions of a file are mutated (a file not listed here is mutated whole).

@@ -274,6 +274,21 @@ def test_a_batch_script_with_sbatch_lines_runs_from_the_input_files_with_its_opt
 
 
 @pytest.mark.slurm
+def test_a_function_job_runs_through_slurmrestd_and_returns_its_result(
+    rest: SlurmBackend, job_manager: Any, user: Any, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "input.txt").write_text("hello\n")
+    job = run(job_manager, user, function="tests.local_functions:shout", args=["input.txt"], kwargs={"who": "me"},
+              remote_input_files=[str(tmp_path / "input.txt")],
+              environment={"WHO": "everyone", "PYTHONPATH": f"{root / 'src'}:{root}"})
+    done = ended(job, TIMEOUT)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    assert done.result == {"shouted": "HELLO\n", "who": "me", "cwd": str(done.folder)}
+    assert done.get_logs()["stdout"] == "read 6 bytes for me and everyone\n"
+
+
+@pytest.mark.slurm
 def test_a_failing_command_ends_in_error_with_its_exit_code(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
     done = ended(run(job_manager, user, command=["/bin/sh", "-c", "exit 3"]), TIMEOUT)
     assert done.status_code is Status.ERROR and done.status_message == "exit code 3"

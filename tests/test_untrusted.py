@@ -120,3 +120,77 @@ def test_random_bytes_in_every_file_a_job_writes_never_stop_the_others(job_manag
         ended = stored[job.pk]
         assert "\x00" not in ended.status_message and "\x00" not in ended.progress_message
         assert ended.progress is None or 0 <= ended.progress <= 100
+
+
+# -- what a function job leaves, read back on every engine (functions.outcome) ------------------------
+
+
+@pytest.fixture
+def left(job_manager, user, transactional_db, tmp_path):  # noqa: ANN001, ANN201
+    """A saved function job and the folder of its attempt, where a test writes what the job left."""
+    job = job_manager.create_job(name="f", user=user, job_type="LOCAL", function="tests.local_functions:add",
+                                 workspace=str(tmp_path))
+    job.save()
+    folder = local.attempt_dir(job)
+    folder.mkdir(parents=True)
+    return job, folder
+
+
+def test_a_result_reached_through_a_link_is_not_read(left, tmp_path) -> None:  # noqa: ANN001
+    from jobtower.backends import functions
+    from jobtower.backends.base import Observation
+
+    job, folder = left
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"value": "the server\'s own file"}')
+    (folder / "result.json").symlink_to(secret)
+    seen = functions.outcome(job, Observation(Status.COMPLETE))
+    assert seen.status is Status.ERROR and seen.result is None and "link" in seen.message
+    # A link anywhere below the job's folder is refused too: the job owns every step of the way.
+    (folder / "result.json").unlink()
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    (real / "result.json").write_text('{"value": 1}')
+    folder.rmdir()
+    folder.symlink_to(real)
+    seen = functions.outcome(job, Observation(Status.COMPLETE))
+    assert seen.status is Status.ERROR and "link" in seen.message
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("fifo", "not a regular file"),
+    ("huge", "at most 1,100,000 are read"),
+    ('{"value": NaN}', "not JSON"),
+    ('{"value": ' + "[" * 5000 + "]" * 5000 + "}", "not JSON"),
+    ("[1, 2]", 'must hold {"value": ...}'),
+    ("", "not JSON"),
+])
+def test_a_hostile_result_file_ends_the_job_in_error_with_the_reason(left, content, words) -> None:  # noqa: ANN001
+    import os
+
+    from jobtower.backends import functions
+    from jobtower.backends.base import Observation
+
+    job, folder = left
+    path = folder / "result.json"
+    if content == "fifo":
+        os.mkfifo(path)  # a reader that opened it blocking would wait forever
+    elif content == "huge":
+        path.write_bytes(b'{"value": "' + b"x" * 1_200_000 + b'"}')
+    else:
+        path.write_text(content)
+    seen = functions.outcome(job, Observation(Status.COMPLETE))
+    assert seen.status is Status.ERROR and seen.result is None and words in seen.message, seen.message
+
+
+def test_the_exception_a_function_raised_is_the_reason_and_a_missing_one_keeps_the_engines(left) -> None:  # noqa: ANN001
+    from jobtower.backends import functions
+    from jobtower.backends.base import Observation
+
+    job, folder = left
+    engine_says = Observation(Status.ERROR, "exit code 1")
+    assert functions.outcome(job, engine_says).message == "exit code 1"  # killed before it could say
+    (folder / "error.json").write_text('{"type": "pkg.mod.Diverged", "message": "dt too big"}')
+    assert functions.outcome(job, engine_says).message == "pkg.mod.Diverged: dt too big"
+    (folder / "error.json").write_text('{"type": 5, "message": ["not", "text"]}')
+    assert functions.outcome(job, engine_says).message == "exit code 1"

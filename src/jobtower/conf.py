@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # A claim on a job's results step (fetching outputs, running process_results_function) older than
     # this many seconds is taken over: the process that held it died. The monitor renews its claims.
     "RESULTS_CLAIM_TIMEOUT": 120.0,
+    # The Python that runs function jobs on CONDOR and SLURM: a path on the execute nodes, or a dict of
+    # job type to path ({"CONDOR": "/usr/bin/python3"}). None: the server's own interpreter (sys.executable),
+    # which the nodes must then reach at the same path. LOCAL always uses the worker's interpreter.
+    "FUNCTION_PYTHON": None,
     # How many times the results step is started before the job ends in Error (crashes count, since a
     # step that kills its process would otherwise be retried forever).
     "RESULTS_MAX_TRIES": 3,

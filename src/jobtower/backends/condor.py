@@ -12,6 +12,11 @@ Where things go:
   spool: inputs travel with the submission, and outputs are fetched back into the job's folder before
   ``process_results_function`` runs, so no shared file system is needed.
 
+A ``function`` job (a Python function with JSON arguments) runs jobtower's runner, copied into the
+attempt's folder, with ``JOBTOWER["FUNCTION_PYTHON"]`` (by default the server's own interpreter) in its
+folder on the shared file system of the local pool, without file transfer; the poll reads its
+``result.json`` (or ``error.json``) back as on LOCAL and SLURM (:mod:`jobtower.backends.functions`).
+
 HTCondor does not run jobs as root. When jobtower runs as root, the schedd maps it to the identity it
 authenticated with (an IDTOKEN), and jobs run as that user: the job's folder is given to that user
 before a local-pool submission, and a folder that user cannot reach is refused with the reason.
@@ -35,9 +40,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from jobtower.backends import functions
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.condor_templates import HOLD_JOB_DURATION_EXCEEDED, attempt_folder, expand
-from jobtower.backends.local import LOG_TAIL_BYTES, tail
+from jobtower.backends.local import LOG_TAIL_BYTES, copy_inputs, tail
 from jobtower.backends.rollup import rollup  # shared with Slurm arrays; re-exported here
 from jobtower.errors import EngineUnavailable
 from jobtower.statuses import Status
@@ -263,6 +269,10 @@ class CondorBackend(Backend):
         scheduler = job.get_scheduler()  # type: ignore[attr-defined]
         attempt_dir = Path(attempt_folder(job.folder, job.attempt))
         attempt_dir.mkdir(parents=True, exist_ok=True)
+        if getattr(job, "function", None):
+            # The job's folder is shared with the execute machine: inputs are copied in, as on LOCAL.
+            copy_inputs(job)
+            functions.prepare(job, attempt_dir)
         submit = htcondor.Submit(description.commands)
         with self._security(scheduler):
             try:
@@ -316,6 +326,8 @@ class CondorBackend(Backend):
             failed_holds: list[int] = []
             for job in members:
                 observation, held = self._observe(job, ads)
+                if getattr(job, "function", None) and observation.status.is_terminal:
+                    observation = functions.outcome(job, observation)
                 answer.observations[job.pk] = observation
                 # Once the whole job has ended: a held proc removed earlier would read as Aborted.
                 if held and observation.status.is_terminal:

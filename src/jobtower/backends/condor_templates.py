@@ -169,6 +169,7 @@ def describe(
     command: Sequence[str] | None = None,
     environment: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    shared_folder: bool = False,
 ) -> Description:
     """Return the submit description of one attempt of a CONDOR job; ValueError says what is wrong.
 
@@ -182,6 +183,10 @@ def describe(
     the executable and the arguments (argv, never a shell; a bare program name is looked up on the
     job's PATH, else this machine's, and not transferred), the environment is the job's own variables only, and the
     timeout is HTCondor's allowed_job_duration (the job is held, then ends in Error "timed out").
+
+    `shared_folder` (function jobs) runs the job in its folder on a file system the execute machine
+    shares: no file transfer, the executable is the machine's own, and remote_input_files are copied
+    into the folder at submission (as on LOCAL and SLURM) instead of being transferred.
     """
     chosen = template(template_name)
     attributes = dict(attributes)
@@ -216,7 +221,11 @@ def describe(
         commands["executable"] = program
         if len(command) > 1:
             commands["arguments"] = quote_arguments(command[1:])
-        if not chosen.commands:  # the default template: the job's inputs go with it, outputs come back
+        if shared_folder:
+            commands.update(should_transfer_files="NO", transfer_executable="false")
+            commands.pop("when_to_transfer_output", None)
+            remote_input_files = ()
+        elif not chosen.commands:  # the default template: the job's inputs go with it, outputs come back
             commands.update(should_transfer_files="YES", when_to_transfer_output="ON_EXIT_OR_EVICT")
     own = {
         **{str(k): str(v) for k, v in (environment or {}).items()},

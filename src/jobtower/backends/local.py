@@ -3,13 +3,13 @@
 Every attempt of a job has its own folder, `<job folder>/attempts/<n>/`, which holds everything the
 engine knows, so the outcome survives the death of the worker that started it:
 
-    run.json        what was run (argv, environment names, timeout)
+    run.json        what was run (argv, environment names, timeout; a function, args and kwargs)
     supervisor.pid  the supervisor's pid, which is also the process group of the whole job
     stdout.txt      the job's standard output; stderr.txt its standard error
     exit.json       written by the supervisor when the job ends: {"exit_code": n, "end_time": t}
     exit.reserved   room for that record, reserved at the start; it holds it when the disk was full
     progress.json   written by the job (jobtower.progress()): {"percent": p, "message": "..."}
-    result.json     a function job's return value
+    result.json     a function job's return value; error.json the exception it raised
     stopped, paused, timed_out   markers left by stop(), pause() and the timeout
 
 A stop or a timeout sends SIGTERM at once and leaves `<home>/run/stopping/<pgid>.json` with a
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 
+from jobtower.backends import functions
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.statuses import Status
 
@@ -242,7 +243,7 @@ def run_argv(job: LocalJob) -> list[str]:
     """Return what the supervisor runs for a job: its command, or the runner of its function."""
     if job.command:
         return list(job.command)
-    return [sys.executable, "-m", "jobtower.backends.local_runner", str(attempt_dir(job))]
+    return [sys.executable, "-m", "jobtower.backends.function_runner", str(attempt_dir(job))]
 
 
 def spawn(job: LocalJob, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -372,15 +373,11 @@ class LocalBackend(Backend):
             if exists(folder + sep + "timed_out"):
                 return Observation(Status.ERROR, _timed_out(job), **extra)
             if code == 0:
-                result = read_json(folder + sep + "result.json") if job.function else None
-                if result is not None:
-                    if not isinstance(result, dict) or "value" not in result:
-                        return Observation(
-                            Status.ERROR, 'result.json was overwritten: it must hold {"value": ...}', **extra
-                        )
-                    result = result["value"]
-                return Observation(Status.COMPLETE, "", result=result, **extra)
-            return Observation(Status.ERROR, _exit_message(code, Path(folder)), **extra)
+                done = Observation(Status.COMPLETE, "", **extra)
+            else:
+                done = Observation(Status.ERROR, _exit_message(code, Path(folder)), **extra)
+            # A function's result or exception, read as on every engine (untrusted, bounded, JSON only).
+            return functions.outcome(job, done) if job.function else done
         if alive:
             paused = exists(folder + sep + "paused")
             return Observation(Status.PAUSED if paused else Status.RUNNING, "", **extra)

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobtower.backends import functions
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.backends.local import INHERITED_ENVIRONMENT, LOG_TAIL_BYTES, tail
 from jobtower.backends.rollup import rollup
@@ -313,6 +314,9 @@ class SlurmBackend(Backend):
         name = str(options.pop("job-name", "") or f"jobtower-{job.pk}")
         options.pop("time", None)
         env = self._job_env(job)
+        if job.function:
+            python_is_ours = functions.interpreter(job.job_type)[1]
+            env.update(functions.environment(job, python_is_ours))
         client = self.rest(cluster)
         if client is not None:
             slurm_id = self._submit_rest(client, job, name, options, env, stdout, stderr)
@@ -348,9 +352,10 @@ class SlurmBackend(Backend):
             "name": name, "current_working_directory": str(job.folder), "standard_output": str(stdout),
             "standard_error": str(stderr), "environment": env, "comment": f"jobtower:{job.pk}:{job.attempt}",
         }
-        if job.command:
-            script = command_script(list(job.command))
-            (self.attempt_folder(job) / "run.sh").write_text(script)
+        if job.command or job.function:
+            attempt = self.attempt_folder(job)
+            script = command_script(list(job.command or functions.prepare(job, attempt)))
+            (attempt / "run.sh").write_text(script)
         else:
             script = self._script_path(job).read_text()
             # sbatch reads the script's #SBATCH lines and slurmrestd does not: they go as fields, and
@@ -382,10 +387,11 @@ class SlurmBackend(Backend):
         if job.array:
             argv.append(f"--array={job.array}")
         argv += [f"--{key}" if value is True else f"--{key}={value}" for key, value in sorted(options.items())]
-        if job.command:
-            script = self.attempt_folder(job) / "run.sh"
+        if job.command or job.function:
+            attempt = self.attempt_folder(job)
+            script = attempt / "run.sh"
             script.write_text(ARGV_SCRIPT)
-            argv += [str(script), *job.command]
+            argv += [str(script), *(job.command or functions.prepare(job, attempt))]
         else:
             argv.append(str(self._script_path(job)))
         # sbatch reads the values of the --export names from its own environment: give it only those.
@@ -446,6 +452,8 @@ class SlurmBackend(Backend):
                     members = [job for job in members if job.pk not in missing_ids]
             for job in members:
                 observation = self._observe(job, found)
+                if observation is not None and getattr(job, "function", None) and observation.status.is_terminal:
+                    observation = functions.outcome(job, observation)
                 if observation is not None:
                     answer.observations[job.pk] = observation
         return answer

@@ -1,7 +1,8 @@
 """SLURM jobs, and the Slurm clusters they may go to.
 
-A SLURM job runs a command (an argv list, never a shell) or a batch script with ``sbatch`` on a Slurm
-cluster, in the job's own folder, which the cluster's nodes must see (a shared file system).
+A SLURM job runs a command (an argv list, never a shell), a batch script, or a Python function (run by
+jobtower's runner) with ``sbatch`` on a Slurm cluster, in the job's own folder, which the cluster's
+nodes must see (a shared file system).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from django.db import models
 
 from jobtower.models.job import Job, SpecField
-from jobtower.models.types import _argv, _environment, _paths, _scheduler_name, _timeout
+from jobtower.models.types import _argv, _environment, _function, _paths, _scheduler_name, _timeout
 from jobtower.registry import register_job_type
 
 #: The sbatch options a job may set in `sbatch` (long names, without the dashes). What jobtower sets
@@ -148,11 +149,16 @@ class SlurmCluster(models.Model):
 
 @register_job_type("SLURM")
 class SlurmJob(Job):
-    """A command or batch script run with sbatch on a Slurm cluster, optionally as an array."""
+    """A command, batch script or Python function run with sbatch on a Slurm cluster (commands may be arrays)."""
 
     backend_path = "jobtower.backends.slurm:SlurmBackend"
     command = SpecField(None, coerce=_argv)
     script = SpecField(None, coerce=_script)
+    #: A Python function run on the cluster ('package.module:function'), with JSON args and kwargs.
+    function = SpecField(None, coerce=_function, schema={"type": ["string", "null"]},
+                         description="'package.module:function' run on the cluster")
+    args = SpecField(list, coerce=list, description="positional arguments of `function` (JSON values)")
+    kwargs = SpecField(dict, coerce=dict, description="keyword arguments of `function` (JSON values)")
     remote_input_files = SpecField(list, coerce=_paths)
     sbatch = SpecField(dict, coerce=_sbatch)
     environment = SpecField(dict, coerce=_environment)
@@ -196,11 +202,18 @@ class SlurmJob(Job):
 
     def clean_spec(self) -> None:
         """Check that the job says what to run, once, and that its cluster exists."""
-        if bool(self.command) == bool(self.script):
+        if [bool(self.command), bool(self.script), bool(self.function)].count(True) != 1:
             raise ValueError(
                 f"SLURM job {self.pk or ''} needs exactly one of command=['prog', 'arg', ...] (run "
-                "without a shell) or script='run.sbatch' (a batch script, relative to the job's folder)"
+                "without a shell), script='run.sbatch' (a batch script, relative to the job's folder) or "
+                "function='package.module:function' (with args=[...], kwargs={...})"
             )
+        if self.function and self.array:
+            raise ValueError("a function job is one Slurm job: give no array (create one job per set of arguments)")
+        if self.function:
+            from jobtower.backends.functions import interpreter
+
+            interpreter(self.job_type)  # a misconfigured FUNCTION_PYTHON is said before anything moves
         if self.timeout and (self.sbatch or {}).get("time"):
             raise ValueError("give either timeout= (seconds) or sbatch={'time': ...}, not both")
         self.get_scheduler()

@@ -95,6 +95,10 @@ class CondorJob(CondorBase):
     timeout = SpecField(None, coerce=lambda value: _timeout(value),
                         schema={"type": ["number", "null"], "exclusiveMinimum": 0},
                         description="seconds after which the job is ended as an Error")
+    function = SpecField(None, coerce=lambda value: _function(value), schema={"type": ["string", "null"]},
+                         description="'package.module:function' run on the pool (its folder on a shared file system)")
+    args = SpecField(list, coerce=list, description="positional arguments of `function` (JSON values)")
+    kwargs = SpecField(dict, coerce=dict, description="keyword arguments of `function` (JSON values)")
 
     class Meta:
         proxy = True
@@ -102,8 +106,29 @@ class CondorJob(CondorBase):
 
     def submit_description(self) -> Description:
         """Return the submit description of the current attempt; ValueError says what is wrong."""
-        from jobtower.backends.condor_templates import describe
+        from jobtower.backends import functions
+        from jobtower.backends.condor_templates import attempt_folder, describe, template
 
+        command, environment = self.command, self.environment if (self.command or self.environment) else None
+        if self.function:
+            if self.command:
+                raise ValueError("give either command=[...] or function='package.module:function', not both")
+            given = {str(key).lower() for key, value in self.attributes.items() if value not in (None, "")}
+            for key in ("executable", "arguments", "args"):
+                if key in given:
+                    raise ValueError(
+                        f"give either function='package.module:function' or the {key!r} attribute, not both"
+                    )
+            if self.num_jobs != 1:
+                raise ValueError(f"a function job is one proc: num_jobs must be 1, not {self.num_jobs}")
+            if self.scheduler or template(self.condorpy_template_name).spool:
+                raise ValueError(
+                    "a CONDOR function job needs its folder on a file system the execute machines share: run "
+                    "it on the local pool (scheduler=None) with a template that does not spool"
+                )
+            _, ours = functions.interpreter(self.job_type)
+            command = functions.command(self, attempt_folder(self.folder, self.attempt))
+            environment = functions.environment(self, ours)
         return describe(
             template_name=self.condorpy_template_name,
             attributes=self.attributes,
@@ -115,9 +140,10 @@ class CondorJob(CondorBase):
             remote_input_files=self.remote_input_files,
             procs=self.num_jobs,
             remote=bool(self.scheduler),
-            command=self.command,
-            environment=self.environment if (self.command or self.environment) else None,
+            command=command,
+            environment=environment,
             timeout=self.timeout,
+            shared_folder=bool(self.function),
         )
 
     def clean_spec(self) -> None:
@@ -261,6 +287,12 @@ def _environment(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise TypeError("environment must be a dict of names to strings, e.g. {'OMP_NUM_THREADS': '1'}")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _function(value: Any) -> str:
+    from jobtower.backends.functions import function_setting
+
+    return function_setting(value)
 
 
 def _timeout(value: Any) -> float:
