@@ -32,7 +32,7 @@ class OtherApp(jobtower.AppBase):
 # that `pytest -m "not condor and not browser"` leaves out exactly the tests that need the pool or Chromium.
 ENGINE_FIXTURES = {
     "pool": "condor", "browser_page": "browser", "slurm_cluster": "slurm", "slurm_rest": "slurm",
-    "dask_cluster": "dask", "own_dask_cluster": "dask",
+    "dask_cluster": "dask", "own_dask_cluster": "dask", "postgres": "postgres",
 }
 
 
@@ -65,6 +65,19 @@ def _database_is_what_ci_asked_for(django_db_setup: Any, django_db_blocker: Any)
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+
+
+@pytest.fixture
+def postgres(transactional_db: Any) -> None:
+    """Fail (never skip) unless the test database is PostgreSQL; the SQLite tier deselects `-m "not postgres"`."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail(
+            f"this test needs PostgreSQL and runs on {connection.vendor}: set JOBTOWER_DATABASE_URL="
+            "postgresql://USER@HOST:PORT/DB (scripts/test.sh's PostgreSQL tier does), or leave it out with "
+            '-m "not postgres"'
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -62,3 +62,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_REDIRECT_URL = "/"
 # Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): tests/test_tasks.py
 TASKS = {"default": {"BACKEND": "jobtower.tasks.JobtowerBackend", "OPTIONS": {"USER": "alice", "LABEL": "tasks"}}}
+if os.environ.get("JOBTOWER_LOG_LEVEL"):
+    # A process a test starts (the failover test's monitors) logs jobtower's lines to stderr, each with
+    # its wall-clock time, so the test can tell which monitor polled which jobs when.
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"timed": {"format": "%(created).6f %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "timed"}},
+        "loggers": {"jobtower": {"handlers": ["console"], "level": os.environ["JOBTOWER_LOG_LEVEL"]}},
+    }

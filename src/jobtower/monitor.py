@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,22 @@ def engines() -> dict[EngineKey, list[str]]:
     return dict(found)
 
 
+def id_ranges(ids: Iterable[int]) -> str:
+    """Return job ids as sorted ranges, "3-7,9,12-13": a short log line for thousands of ids."""
+    parts: list[str] = []
+    first = last = None
+    for pk in sorted(set(ids)):
+        if last is not None and pk == last + 1:
+            last = pk
+            continue
+        if first is not None:
+            parts.append(str(first) if first == last else f"{first}-{last}")
+        first = last = pk
+    if first is not None:
+        parts.append(str(first) if first == last else f"{first}-{last}")
+    return ",".join(parts)
+
+
 class Monitor:
     """Polls each engine once per cycle for all of its active jobs and applies what it saw."""
 
@@ -65,6 +82,7 @@ class Monitor:
         self.name = name or f"monitor@{socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat("monitor", self.name)
         self.polls = 0  # engine calls made, for tests and benchmarks
+        self.cycles = 0  # cycles run; the debug line of each poll names its cycle
         #: Threads running results steps; 0 runs them in the cycle itself (tests, one-shot use).
         self.results_threads = results_threads
         self._pool: ThreadPoolExecutor | None = None
@@ -81,6 +99,7 @@ class Monitor:
         from jobtower.models import Job
 
         moved = 0
+        self.cycles += 1
         for key, job_types in engines().items():
             jobs = list(
                 Job.objects.filter(job_type__in=job_types, _status__in=POLLED_CODES).order_by("id")
@@ -105,10 +124,15 @@ class Monitor:
             key = engine_key(type(job))
             if key is not None and job.status_code in statuses.POLLED:
                 by_engine[key].append(job)
-        return sum(self._poll(backend_at(key), jobs) for key, jobs in by_engine.items())
+        return sum(self._poll(backend_at(key), jobs, "check") for key, jobs in by_engine.items())
 
-    def _poll(self, backend: Backend, jobs: list[Job]) -> int:
+    def _poll(self, backend: Backend, jobs: list[Job], why: str = "cycle") -> int:
         self.polls += 1
+        if log.isEnabledFor(logging.DEBUG):
+            # Which monitor asked about which jobs, and when: how an operator (and the failover test)
+            # sees that no job was polled twice in a cycle by two monitors. One check when not debugging.
+            log.debug("%s: %s %d polled %s for %d job(s): %s", self.name, why, self.cycles, backend.name,
+                      len(jobs), id_ranges(job.pk for job in jobs))
         answer = manager.poll(backend, jobs)
         moved = manager.apply_poll(jobs, answer, source="monitor")
         if backend.can(Capability.LIMITS):
