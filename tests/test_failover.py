@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import html
+import http.cookiejar
+import itertools
+import json
+import logging
+import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
 
+import pytest
 from django.utils import timezone
 
-from jobtower.models import Job, Lease, lease
+from jobtower.models import Job, JobEvent, Lease, lease
 from jobtower.monitor import LEASE, Monitor
-from jobtower.statuses import Status
+from jobtower.statuses import Status, parse_status
 from tests.conftest import wait_for
 
 
@@ -75,3 +89,302 @@ def test_the_active_monitor_killed_another_takes_over_within_two_cycles(job_mana
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def test_each_poll_is_logged_with_its_monitor_cycle_and_job_ids(job_manager, user, memory, db, caplog) -> None:
+    from jobtower.monitor import id_ranges
+
+    assert id_ranges([9, 3, 4, 5, 12, 13, 7, 3]) == "3-5,7,9,12-13" and id_ranges([]) == ""
+    jobs = [job_manager.create_job(name=f"p{i}", user=user, job_type="MEMORY") for i in range(3)]
+    for job in jobs:
+        job.execute()
+    monitor = Monitor(name="m1", results_threads=0)
+    monitor.cycle()
+    assert not [r for r in caplog.records if "polled" in r.getMessage()]  # nothing at the default level
+    with caplog.at_level(logging.DEBUG, logger="jobtower.monitor"):
+        monitor.cycle()
+    lines = [r.getMessage() for r in caplog.records if "polled" in r.getMessage()]
+    first = jobs[0].pk
+    assert lines == [f"m1: cycle 2 polled memory for 3 job(s): {first}-{first + 2}"]
+
+
+# -- end to end on PostgreSQL: two monitors, two web servers, LOCAL workers and HTCondor -----------------
+#
+# Every process is a real `jobtower` command on the test database. Mid-run the leading monitor and one
+# web server are SIGKILLed (the web server with its gunicorn worker, as when its host dies). The test
+# then reads what really happened: each job's own marker file (one line per run), the jobs' history, the
+# monitors' debug lines (which monitor polled which jobs, when) and every answer of the other web server.
+
+INTERVAL = 1.0  # the monitors' cycle, in seconds
+LOCAL_JOBS, CONDOR_JOBS = 92, 8  # the pool has one execute slot: few, short CONDOR jobs
+FAILING = {"LOCAL": {5, 40, 77}, "CONDOR": {3}}  # which jobs (by index) exit with code 3
+# Each run of a job appends its pid and attempt to a file in its own folder (two lines: it ran twice),
+# waits, and exits with the code asked for. A script, not `sh -c`: HTCondor reads "$$" in arguments as a
+# macro of its own.
+MARK = """#!/bin/sh
+echo "$$ $JOBTOWER_ATTEMPT" >> "$JOBTOWER_JOB_FOLDER/ran"
+sleep "$1"
+exit "$2"
+"""
+POLL_LINE = re.compile(
+    r"^(\d+\.\d+) DEBUG jobtower\.monitor (\S+): (cycle|check) \d+ polled \S+ for \d+ job\(s\): (\S*)$"
+)
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a `jobtower` command in a session of its own (so its whole group can be killed)."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "jobtower.cli", *argv], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _end(process: subprocess.Popen) -> None:
+    """Stop a process group started by _spawn: SIGTERM, then SIGKILL after 15 s."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # and whatever of its group is left (gunicorn's worker)
+    process.wait(15)
+
+
+def _ranges(text: str) -> list[int]:
+    found: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        found.extend(range(int(first), int(last or first) + 1))
+    return found
+
+
+def _polls(log: Path) -> list[tuple[float, str, list[int]]]:
+    """Return each poll a monitor logged: (wall-clock time, monitor, job ids)."""
+    found = []
+    for line in log.read_text().splitlines():
+        match = POLL_LINE.match(line)
+        if match:
+            found.append((float(match[1]), match[2], _ranges(match[4])))
+    return found
+
+
+class WebClient:
+    """A logged-in browser's requests, by urllib: one cookie jar for every web server on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, url: str) -> tuple[int, bytes]:
+        with self.opener.open(url, timeout=10) as answer:
+            return answer.status, answer.read()
+
+    def log_in(self, base: str, username: str, password: str) -> None:
+        self.get(f"{base}/accounts/login/")
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        form = urllib.parse.urlencode({"username": username, "password": password,
+                                       "csrfmiddlewaretoken": token, "next": "/"}).encode()
+        request = urllib.request.Request(f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/"})
+        with self.opener.open(request, timeout=10) as answer:
+            assert answer.url == f"{base}/", f"logging in as {username} ended at {answer.url}"
+
+
+class Watcher(threading.Thread):
+    """Asks one web server, over and over until stopped, for the Jobs Table, its refresh and the API list."""
+
+    def __init__(self, client: WebClient, base: str, ids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.client, self.base, self.ids = client, base, ids
+        self.stop = threading.Event()
+        self.answered = 0
+        self.failures: list[str] = []
+        self.last_list: dict[str, Any] = {}
+
+    def ask(self, path: str) -> bytes | None:
+        try:
+            status, body = self.client.get(self.base + path)
+        except Exception as exc:  # noqa: BLE001 - every way a request can fail is a failure here
+            self.failures.append(f"{path}: {exc!r}")
+            return None
+        if status != 200:
+            self.failures.append(f"{path}: HTTP {status}")
+            return None
+        self.answered += 1
+        return body
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            page = self.ask("/")
+            if page is not None:
+                found = re.search(rb'data-config="([^"]+)"', page)
+                if found is None:
+                    self.failures.append("/: no Jobs Table in the page")
+                else:
+                    config = urllib.parse.quote(html.unescape(found[1].decode()))
+                    ids = ",".join(map(str, self.ids[:50]))
+                    self.ask(f"/jobs-table/rows/?config={config}&ids={ids}")
+            listed = self.ask("/api/jobs/?page_size=200")
+            if listed is not None:
+                self.last_list = json.loads(listed)
+            self.stop.wait(0.05)
+
+
+@pytest.mark.postgres
+@pytest.mark.condor
+def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_status(
+    postgres, pool, workspace, job_manager, user, engine_env, tmp_path
+) -> None:
+    from jobtower.backends import get_backend
+    from tests.conftest import _kill_local_jobs, free_port, in_queue
+
+    env = {**engine_env, **{k: v for k, v in pool.items() if not k.startswith("JOBTOWER_")}}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes: dict[str, subprocess.Popen] = {}
+    jobs: list[Job] = []
+    watcher: Watcher | None = None
+    try:
+        for name in ("worker-1", "worker-2"):  # workers need no leader: both claim from one queue
+            processes[name] = _spawn(["worker", "--concurrency", "4", "--name", name], env, logs / f"{name}.log")
+        monitor_env = {**env, "JOBTOWER_LOG_LEVEL": "DEBUG",
+                       # A results step the killed monitor had claimed is taken over after 5 s, not 120.
+                       "JOBTOWER_TEST_RESULTS_CLAIM_TIMEOUT": "5"}
+        for name in ("mon-a", "mon-b"):
+            processes[name] = _spawn(["monitor", "--interval", str(INTERVAL), "--name", name], monitor_env,
+                                     logs / f"{name}.log")
+        bases = {}
+        for name in ("web-a", "web-b"):  # each its own home (its own gunicorn control socket), as on two hosts
+            home = tmp_path / name
+            home.mkdir()
+            port = free_port()
+            bases[name] = f"http://127.0.0.1:{port}"
+            processes[name] = _spawn(["serve", "--no-worker", "--workers", "1", "--port", str(port)],
+                                     {**env, "JOBTOWER_TEST_HOME": str(home)}, logs / f"{name}.log")
+
+        def answers(name: str) -> bool:
+            assert processes[name].poll() is None, (logs / f"{name}.log").read_text()
+            try:
+                return WebClient().get(bases[name] + "/accounts/login/")[0] == 200
+            except OSError:
+                return False
+
+        for name in bases:
+            wait_for(lambda name=name: answers(name), 60, interval=0.2, what=f"{name} to answer")
+        leader = wait_for(lambda: lease.holder_of(LEASE), 30, what="a monitor to lead")
+        standby = "mon-b" if leader == "mon-a" else "mon-a"
+
+        # Logged in on web-a; the session is in the database, so web-b serves the same browser.
+        client = WebClient()
+        client.log_in(bases["web-a"], "alice", "pw-alice")
+        for name in bases:
+            status, page = client.get(bases[name] + "/")
+            assert status == 200 and b"My jobs" in page, f"{name} did not serve alice's Jobs Table"
+
+        script = workspace / "mark.sh"  # where the pool's job user can read it
+        script.write_text(MARK)
+        script.chmod(0o755)
+        for i in range(CONDOR_JOBS):  # first: they take longest, one at a time on the pool's one slot
+            code = 3 if i in FAILING["CONDOR"] else 0
+            jobs.append(job_manager.create_job(
+                name=f"condor {i}", user=user, job_type="CONDOR", workspace=str(workspace),
+                command=["sh", str(script), "1", str(code)], environment={"PATH": "/usr/bin:/bin"},
+            ))
+        for i in range(LOCAL_JOBS):
+            code = 3 if i in FAILING["LOCAL"] else 0
+            jobs.append(job_manager.create_job(name=f"local {i}", user=user, job_type="LOCAL",
+                                               command=["sh", str(script), "0.5", str(code)]))
+        for job in jobs:
+            job.execute()
+        ids = [job.pk for job in jobs]  # saved by execute()
+        watcher = Watcher(client, bases["web-b"], ids)
+        watcher.start()
+        failing = {job.pk for job in jobs
+                   if int(job.name.split()[1]) in FAILING["CONDOR" if job.job_type == "CONDOR" else "LOCAL"]}
+
+        def ended_count() -> int:
+            return sum(Status(code).is_terminal for code in Job.objects.filter(pk__in=ids).values_list(
+                "_status", flat=True))
+
+        # Mid-run: a quarter of the jobs have ended, the rest are running or queued.
+        wait_for(lambda: ended_count() >= len(jobs) // 4, 90, interval=0.1, what="a quarter of the jobs to end")
+        assert lease.holder_of(LEASE) == leader, "the lease changed hands before any monitor was killed"
+        killed_at = time.time()
+        os.killpg(processes[leader].pid, signal.SIGKILL)
+        os.killpg(processes["web-a"].pid, signal.SIGKILL)
+        processes[leader].wait(10)
+        processes["web-a"].wait(10)
+        # The dead leader can renew nothing now: this is when its lease runs out.
+        lease_ends = Lease.objects.get(name=LEASE).expires.timestamp()
+        active_at_kill = len(jobs) - ended_count()
+        assert active_at_kill > 0, "every job ended before the kill: nothing was left to take over"
+
+        wait_for(lambda: lease.holder_of(LEASE) == standby, 30, interval=0.05, what=f"{standby} to take over")
+        wait_for(lambda: ended_count() == len(jobs), 120, interval=0.2, what="every job to end")
+        # The standby (now leading) and web-b stay up: the watcher gets the final answers from web-b.
+        wait_for(lambda: watcher.last_list.get("count") == len(jobs) and all(
+            parse_status(r["status"]).is_terminal for r in watcher.last_list["results"]
+        ), 30, what="web-b to list every job as ended")
+        watcher.stop.set()
+        watcher.join(30)
+        _end(processes[standby])  # so its log is complete
+    finally:
+        if watcher is not None:
+            watcher.stop.set()
+        for process in processes.values():
+            _end(process)
+        _kill_local_jobs()
+        for job in Job.objects.filter(job_type="CONDOR"):  # what a failed run leaves in the pool's queue
+            cluster = (job.engine_data or {}).get("cluster_id")
+            if cluster and in_queue(cluster):
+                get_backend(job.backend_path).cancel(job)
+
+    ended = {job.pk: job for job in Job.objects.filter(pk__in=ids)}
+    wrong = {pk: (job.status_code.display, job.status_message) for pk, job in ended.items()
+             if (job.status_code, job.status_message) != (
+                 (Status.ERROR, "exit code 3") if pk in failing else (Status.COMPLETE, ""))}
+    assert not wrong, f"jobs that did not end in their true status: {wrong}"
+
+    # None ran twice: one attempt, and one line in its marker file, per job.
+    runs = {pk: (job.folder / "ran").read_text().splitlines() if (job.folder / "ran").exists() else []
+            for pk, job in ended.items()}
+    assert {pk: lines for pk, lines in runs.items() if len(lines) != 1} == {}
+    assert {pk: job.attempt for pk, job in ended.items() if job.attempt != 1} == {}
+    assert all(line.split()[1] == "1" for lines in runs.values() for line in lines)
+
+    # No healthy job was called lost, nor queued again as if its worker had died.
+    said = [(e.job_id, e.message) for e in JobEvent.objects.filter(job_id__in=ids)
+            if "lost" in e.message or "queued again" in e.message]
+    assert said == []
+
+    # The standby took over within two cycles of the dead leader's lease running out, and never
+    # polled before it ran out; the dead leader polled nothing after it died.
+    polls = {name: _polls(logs / f"{name}.log") for name in (leader, standby)}
+    assert polls[leader] and all(at <= killed_at for at, _, _ in polls[leader])
+    after = [at for at, _, _ in polls[standby] if at > killed_at]
+    assert after, f"{standby} never polled after {leader} was killed: {(logs / f'{standby}.log').read_text()}"
+    assert [at for at, _, _ in polls[standby] if killed_at - 2 * INTERVAL < at <= lease_ends] == []
+    took = after[0] - lease_ends
+    assert 0 < took <= 2 * INTERVAL, f"{standby} first polled {took:.2f} s after {leader}'s lease ran out"
+
+    # No job was polled twice in one cycle by two monitors: polls of one job by different monitors are at
+    # least a cycle apart (one monitor asks about a job at most once per cycle on its own).
+    by_job: dict[int, list[tuple[float, str]]] = {}
+    for name, found in polls.items():
+        for at, _, job_ids in found:
+            for pk in job_ids:
+                by_job.setdefault(pk, []).append((at, name))
+    twice = [(pk, round(b[0] - a[0], 3), a[1], b[1]) for pk, seen in by_job.items()
+             for a, b in itertools.pairwise(sorted(seen)) if a[1] != b[1] and b[0] - a[0] < INTERVAL]
+    assert twice == [], f"jobs polled by both monitors within one cycle: {twice[:10]}"
+    assert set(by_job) & set(ids), "the monitors' logs name none of the jobs"
+
+    # web-b answered every request, before and after web-a died, and listed every job as it ended.
+    assert watcher.failures == [], watcher.failures[:10]
+    assert watcher.answered >= 30, f"web-b answered only {watcher.answered} requests"
+    listed = {row["id"]: row["status"] for row in watcher.last_list["results"]}
+    assert listed == {pk: job.status_code.display for pk, job in ended.items()}
+    print(f"\nfailover: {len(jobs)} jobs, {active_at_kill} active at the kill; {standby} polled "
+          f"{after[0] - killed_at:.2f} s after the kill, {took:.2f} s after the lease ran out; "
+          f"web-b answered {watcher.answered} requests, 0 failed")
