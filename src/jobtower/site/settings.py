@@ -4,7 +4,8 @@ JOBTOWER_HOME (default ./.jobtower), JOBTOWER_DATABASE_URL (default SQLite in JO
 JOBTOWER_SECRET_KEY (default: generated once into JOBTOWER_HOME/secret_key), JOBTOWER_DEBUG,
 JOBTOWER_ALLOWED_HOSTS (comma-separated, default 127.0.0.1,localhost); behind a TLS reverse proxy,
 JOBTOWER_CSRF_TRUSTED_ORIGINS (comma-separated origins such as https://jobs.example.org) and
-JOBTOWER_BEHIND_TLS_PROXY=1 (trust X-Forwarded-Proto from the proxy, cookies over HTTPS only).
+JOBTOWER_BEHIND_TLS_PROXY=1 (trust X-Forwarded-Proto from the proxy, cookies over HTTPS only);
+JOBTOWER_LOG_LEVEL (default INFO; DEBUG also logs which monitor polled which jobs in each cycle).
 """
 
 from __future__ import annotations
@@ -108,12 +109,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobtower:home"
 LOGOUT_REDIRECT_URL = "login"
 JOBTOWER = {"HOME": str(HOME)}
+_log_level = (os.environ.get("JOBTOWER_LOG_LEVEL") or "INFO").upper()
+if _log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(
+        f"JOBTOWER_LOG_LEVEL={os.environ['JOBTOWER_LOG_LEVEL']!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "jobtower": {"handlers": ["console"], "level": "INFO"},
+        "jobtower": {"handlers": ["console"], "level": _log_level},
         # Every 500 with its traceback: by default Django only mails them to ADMINS, and this site has none.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
