@@ -127,7 +127,7 @@ sleep "$1"
 exit "$2"
 """
 POLL_LINE = re.compile(
-    r"^(\d+\.\d+) DEBUG jobtower\.monitor (\S+): (cycle|check) \d+ polled \S+ for \d+ job\(s\): (\S*)$"
+    r"^(\d+\.\d+) DEBUG jobtower\.monitor (\S+): (cycle|check) \d+ polled (\S+) for \d+ job\(s\): (\S*)$"
 )
 
 
@@ -161,12 +161,12 @@ def _ranges(text: str) -> list[int]:
 
 
 def _polls(log: Path) -> list[tuple[float, str, list[int]]]:
-    """Return each poll a monitor logged: (wall-clock time, monitor, job ids)."""
+    """Return each poll a monitor logged: (wall-clock time, engine, job ids)."""
     found = []
     for line in log.read_text().splitlines():
         match = POLL_LINE.match(line)
         if match:
-            found.append((float(match[1]), match[2], _ranges(match[4])))
+            found.append((float(match[1]), match[4], _ranges(match[5])))
     return found
 
 
@@ -321,7 +321,9 @@ def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_s
         assert held.holder == leader, f"{held.holder} took the lease before the test could read {leader}'s"
         lease_ends = held.expires.timestamp()
         active_at_kill = len(jobs) - ended_count()
-        assert active_at_kill > 0, "every job ended before the kill: nothing was left to take over"
+        condor_at_kill = sum(not Status(code).is_terminal for code in Job.objects.filter(
+            pk__in=ids, job_type="CONDOR").values_list("_status", flat=True))
+        assert condor_at_kill > 0, "every CONDOR job ended before the kill: HTCondor's polling was not handed over"
 
         wait_for(lambda: lease.holder_of(LEASE) == standby, 30, interval=0.05, what=f"{standby} to take over")
         wait_for(lambda: ended_count() == len(jobs), 120, interval=0.2, what="every job to end")
@@ -367,6 +369,7 @@ def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_s
     assert polls[leader] and all(at <= killed_at for at, _, _ in polls[leader])
     after = [at for at, _, _ in polls[standby] if at > killed_at]
     assert after, f"{standby} never polled after {leader} was killed: {(logs / f'{standby}.log').read_text()}"
+    assert {engine for at, engine, _ in polls[standby] if at > killed_at} == {"HTCondor", "local"}
     assert [at for at, _, _ in polls[standby] if killed_at < at <= lease_ends] == []
     took = after[0] - lease_ends
     assert 0 < took <= 2 * INTERVAL, f"{standby} first polled {took:.2f} s after {leader}'s lease ran out"
@@ -389,7 +392,8 @@ def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_s
     assert before and after_kill, f"web-b answered {before} requests before the kill and {after_kill} after"
     listed = {row["id"]: row["status"] for row in watcher.last_list["results"]}
     assert listed == {pk: job.status_code.display for pk, job in ended.items()}
-    print(f"\nfailover: {len(jobs)} jobs, {active_at_kill} active at the kill; {standby} polled "
+    print(f"\nfailover: {len(jobs)} jobs, {active_at_kill} active at the kill ({condor_at_kill} CONDOR); "
+          f"{standby} polled "
           f"{after[0] - killed_at:.2f} s after the kill, {took:.2f} s after the lease ran out; "
           f"web-b answered {before} + {after_kill} requests (before, after), 0 failed")
 
