@@ -306,8 +306,10 @@ def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_s
             return sum(Status(code).is_terminal for code in Job.objects.filter(pk__in=ids).values_list(
                 "_status", flat=True))
 
-        # Mid-run: a quarter of the jobs have ended, the rest are running or queued.
-        wait_for(lambda: ended_count() >= len(jobs) // 4, 90, interval=0.1, what="a quarter of the jobs to end")
+        # Mid-run: a quarter of the jobs have ended, the rest are running or queued, and web-b has answered
+        # a round of requests (the Jobs Table, its refresh, the API list).
+        wait_for(lambda: ended_count() >= len(jobs) // 4 and len(watcher.answered) >= 3, 90, interval=0.1,
+                 what="a quarter of the jobs to end and web-b to answer a round of requests")
         leader = lease.holder_of(LEASE)
         assert leader in ("mon-a", "mon-b"), f"no monitor leads mid-run (the lease is {leader!r})"
         standby = "mon-b" if leader == "mon-a" else "mon-a"
