@@ -1,4 +1,8 @@
-"""Several monitors: one leads (a lease in the database), a standby takes over when it dies."""
+"""Several monitors: one leads (a lease in the database), a standby takes over when it dies.
+
+At the end, the whole control plane on PostgreSQL: monitors, web servers and workers as processes,
+the leading monitor and a web server killed mid-run (marked `postgres` and `condor`).
+"""
 
 from __future__ import annotations
 
@@ -149,10 +153,12 @@ def _end(process: subprocess.Popen) -> None:
             pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # and whatever of its group is left (gunicorn's worker)
-    process.wait(15)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(15)
 
 
 def _ranges(text: str) -> list[int]:
+    """Read back the job ids of a poll's debug line ("3-5,7")."""
     found: list[int] = []
     for part in filter(None, text.split(",")):
         first, _, last = part.partition("-")
