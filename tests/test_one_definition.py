@@ -53,6 +53,13 @@ def test_a_command_becomes_executable_and_arguments_in_htcondor_syntax() -> None
     assert commands["should_transfer_files"] == "YES" and commands["transfer_input_files"] == "/data/model.py"
 
 
+def test_runs_of_dollars_are_escaped_for_condor_submit_and_the_schedd() -> None:
+    arguments = describe(command=["true", "x$$y", "$", "a$$$b", "$$$$"]).commands["arguments"]
+    assert arguments == (
+        "\"'x$$(DOLLARDOLLAR)y' '$(DOLLAR)' 'a$$(DOLLARDOLLAR)$(DOLLAR)b' '$$(DOLLARDOLLAR)$$(DOLLARDOLLAR)'\""
+    )
+
+
 def test_the_environment_is_the_jobs_own_and_the_timeout_is_allowed_job_duration() -> None:
     commands = describe(command=["true"], environment={"WHO": "a b", "COST": "$5"}, timeout=2.5).commands
     assert commands["environment"] == (
@@ -87,10 +94,11 @@ def definition(workspace: Path, exit_with: int) -> dict[str, Any]:
     (inputs / "script.py").write_text(SCRIPT)
     (inputs / "input.txt").write_text("hello\n")
     return {
-        "command": ["python3", "script.py", "input.txt", "two words"],
+        # Dollars in every form a shell or HTCondor could take for its own, passed through untouched.
+        "command": ["python3", "script.py", "input.txt", "two words $$ $HOME $(x) $$$"],
         "remote_input_files": [str(inputs / "script.py"), str(inputs / "input.txt")],
         # The same PATH everywhere: a bare "python3" is the same program on every engine.
-        "environment": {"WHO": "everyone", "EXIT_WITH": str(exit_with), "PATH": "/usr/bin:/bin"},
+        "environment": {"WHO": "every$$one", "EXIT_WITH": str(exit_with), "PATH": "/usr/bin:/bin"},
         "timeout": 600,
     }
 
@@ -136,7 +144,7 @@ def test_one_definition_gives_the_same_output_status_and_logs_on_every_engine(
         assert (job.folder / "output.txt").read_text() == "HELLO\n", job_type
         logs = job.get_logs()
         assert {k: logs[k] for k in ("stdout", "stderr")} == {
-            "stdout": "read 6 bytes for everyone with 'two words'\n", "stderr": "a warning\n",
+            "stdout": "read 6 bytes for every$$one with 'two words $$ $HOME $(x) $$$'\n", "stderr": "a warning\n",
         }, job_type
         moves = [e.to_status for e in job.history()]
         assert moves[0] == "SUB" and moves[-1] == "COM", (job_type, moves)

@@ -97,18 +97,36 @@ def submit_value(value: Any) -> str | None:
     return text or None
 
 
+def _dollar_run(match: re.Match[str]) -> str:
+    pairs, odd = divmod(len(match.group()), 2)
+    return "$$(DOLLARDOLLAR)" * pairs + "$(DOLLAR)" * odd
+
+
+def _escape_dollars(text: str) -> str:
+    """Return `text` with each run of $ written so that neither condor_submit nor the schedd expands it.
+
+    condor_submit turns $(DOLLAR) into $, but two of them in a row make "$$(", which the schedd then
+    reads as a match-time macro and refuses ("Cannot expand $$ expression"). So a run of dollars is
+    written as $$(DOLLARDOLLAR) per pair (the schedd's own $$) and $(DOLLAR) for an odd one left.
+    """
+    return _DOLLARS.sub(_dollar_run, text)
+
+
+_DOLLARS = re.compile(r"\$+")
+
+
 def quote_arguments(items: Iterable[str]) -> str:
     """Return items as HTCondor's new argument syntax: one double-quoted string, nothing interpreted.
 
-    Each item is put in single quotes (a ' inside is doubled), a double quote is doubled, and a $ is
-    written $(DOLLAR) so that condor_submit expands no macro in it. Used for `arguments` and, with
-    NAME=value items, for `environment`; a line break cannot be written there and is refused.
+    Each item is put in single quotes (a ' inside is doubled), a double quote is doubled, and dollars
+    are escaped so that no macro is expanded in them (see `_escape_dollars`). Used for `arguments` and,
+    with NAME=value items, for `environment`; a line break cannot be written there and is refused.
     """
     quoted = []
     for item in items:
         if "\n" in item or "\r" in item or "\0" in item:
             raise ValueError(f"an HTCondor argument or environment value cannot hold a line break: {item!r}")
-        text = item.replace("'", "''").replace('"', '""').replace("$", "$(DOLLAR)")
+        text = _escape_dollars(item.replace("'", "''").replace('"', '""'))
         quoted.append(f"'{text}'")
     return '"' + " ".join(quoted) + '"'
 
