@@ -329,12 +329,26 @@ def test_failing_node_ends_in_error_naming_it_then_resubmit_runs_only_unfinished
     assert WorkflowNode.objects.get(workflow_id=wf.pk, name="flaky").status_message.startswith("Job proc")
     assert failed.get_logs()["flaky.stdout"].count("try") == 1  # the retry's stdout replaced the first
 
+    prep_done = WorkflowNode.objects.get(workflow_id=wf.pk, name="prep").completion_time
+    assert prep_done is not None
+
     flag.write_text("")
     flag.chmod(0o644)
     failed.resubmit()
+    # Right after the resubmit, nothing of the first attempt's failure shows: flaky waits again, prep
+    # (done, not run again) keeps its status and run times.
+    restarted = fresh(wf)
+    assert restarted.attempt == 2 and restarted.nodes_status() == {"prep": "Complete", "flaky": "Pending"}
+    rows = {n.name: n for n in WorkflowNode.objects.filter(workflow_id=wf.pk)}
+    assert rows["flaky"].status_message == "" and rows["flaky"].start_time is None
+    assert rows["flaky"].completion_time is None and rows["flaky"].run_time == ""
+    assert rows["prep"].completion_time == prep_done and rows["prep"].start_time is not None
     second = ended(wf, 120)
     assert second.status_code is Status.COMPLETE and second.attempt == 2, second.status_message
     assert second.nodes_status() == {"prep": "Complete", "flaky": "Complete"}
+    rows = {n.name: n for n in WorkflowNode.objects.filter(workflow_id=wf.pk)}
+    assert rows["flaky"].status_message == "" and rows["flaky"].completion_time is not None
+    assert rows["prep"].completion_time == prep_done  # prep did not run again
     attempt2 = second.folder / "attempts" / "2"
     assert not (attempt2 / "prep" / "stdout.txt").exists()  # prep finished in attempt 1: not run again
     assert (attempt2 / "flaky" / "stdout.txt").read_text().strip() == "try"

@@ -275,6 +275,10 @@ class DAGManBackend(CondorBackend):
         except Exception as exc:
             reraise(exc)
         cluster = int(result.cluster())
+        from jobtower.models.workflow import reset_for_attempt
+
+        # The new attempt starts clean: what the rescue DAG marks done stays Complete, the rest waits.
+        reset_for_attempt(job.pk, [layer.name for layer in dag.nodes if (layer.done or {}).get(0)])
         job.engine_data = {
             "cluster_id": cluster,
             "procs": 1,
