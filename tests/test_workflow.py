@@ -257,6 +257,8 @@ def dagman(pool: dict[str, str], transactional_db: Any) -> Iterator[Any]:
         cluster = (data or {}).get("cluster_id")
         if cluster and in_queue(cluster):
             htcondor.Schedd().act(htcondor.JobAction.Remove, f"ClusterId == {int(cluster)}")
+            # A spooled one would wait in the queue for its files to be fetched: let it go.
+            htcondor.Schedd().edit(f"ClusterId == {int(cluster)}", "LeaveJobInQueue", "false")
 
 
 def stamp(node: str) -> dict[str, str]:
@@ -442,3 +444,103 @@ def test_workflow_row_expands_and_the_dag_picture_changes_colour_without_reload(
              interval=0.3, what="the table's node row to show Complete")
     assert nodes.is_visible()
     second.close()
+
+
+@pytest.fixture
+def loopback(pool: dict[str, str], transactional_db: Any) -> Any:
+    """A scheduler record that names the local schedd by host and port, with the pool's IDTOKEN."""
+    import htcondor
+
+    from jobtower.models import create_condor_scheduler
+
+    token = Path(pool["JOBTOWER_CONDOR_TOKEN_FILE"]).read_text().strip()
+    schedd_name = htcondor.Collector().locate(htcondor.DaemonTypes.Schedd)["Name"]
+    scheduler = create_condor_scheduler("loopback", "127.0.0.1", 9618, schedd_name=schedd_name, token=token)
+    scheduler.save()
+    return scheduler
+
+
+def private_workspace(tmp_path: Path) -> Path:
+    """A workspace only root may enter: DAGMan and the nodes (run as the pool's user) cannot read it, so
+    only what jobtower spools reaches them, and only what it retrieves comes back."""
+    private = tmp_path / "private_ws"
+    private.mkdir(mode=0o700)
+    (private / "data.txt").write_text("spooled\n")
+    script = private / "post.sh"
+    script.write_text("#!/bin/sh\nwc -c < note.txt > size.txt\necho post ran\n")
+    script.chmod(0o755)
+    (private / "note.txt").write_text("four")
+    return private
+
+
+@pytest.mark.condor
+def test_workflow_on_a_named_scheduler_spools_its_files_and_fetches_every_node_s_outputs(
+    job_manager, user, dagman, loopback, tmp_path
+) -> None:
+    import htcondor
+
+    private = private_workspace(tmp_path)
+    wf = workflow(job_manager, user, private, name="spooled_{id}", scheduler=loopback, max_jobs={"late": 1})
+    prep = wf.add_node(name="prep", condorpy_template_name="vanilla_transfer_files",
+                       remote_input_files=[str(private / "data.txt")],
+                       attributes=shell("tr a-z A-Z < data.txt > result.txt; echo prep ran"))
+    wf.add_node(name="post", condorpy_template_name="vanilla_transfer_files", parents=[prep], category="late",
+                remote_input_files=[str(private / "post.sh"), str(private / "note.txt")],
+                attributes={"executable": "post.sh"})
+    wf.execute()
+    submitted = fresh(wf)
+    assert submitted.engine_data["spool"] is True and submitted.engine_data["scheduler"] == "loopback"
+    cluster = int(submitted.engine_data["cluster_id"])
+    dag_ad = htcondor.Schedd().query(f"ClusterId == {cluster}", ["Iwd", "LeaveJobInQueue"])[0]
+    assert "spool" in dag_ad["Iwd"]  # DAGMan runs in the schedd's spool, not in the private folder
+
+    done = ended(wf, 180)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    assert done.nodes_status() == {"prep": "Complete", "post": "Complete"}
+    assert done.engine_data["retrieved"] is True
+    attempt = done.folder / "attempts" / "1"
+    assert (attempt / "prep" / "result.txt").read_text() == "SPOOLED\n"
+    assert (attempt / "post" / "size.txt").read_text().strip() == "4"
+    logs = done.get_logs()
+    assert logs["prep.stdout"] == "prep ran\n" and logs["post.stdout"] == "post ran\n"
+    assert "EXITING WITH STATUS 0" in logs["dagman"]
+    dag_text = (attempt / "workflow.dag").read_text()
+    assert str(private) not in dag_text and "MAXJOBS late 1" in dag_text
+    assert str(private) not in (attempt / "prep.sub").read_text()  # every path relative to the spool
+    # Fetched: the schedd lets DAGMan leave its queue.
+    wait_for(lambda: not in_queue(cluster), 60, interval=0.3, what="the spooled DAGMan to leave the queue")
+
+
+@pytest.mark.condor
+def test_a_stopped_spooled_workflow_keeps_its_files_and_resubmit_runs_what_did_not_finish(
+    job_manager, user, dagman, loopback, tmp_path
+) -> None:
+    private = private_workspace(tmp_path)
+    wf = workflow(job_manager, user, private, scheduler=loopback)
+    first = wf.add_node(name="first", attributes=stamp("first"))
+    wf.add_node(name="long", attributes=shell("echo started; sleep 300"), parents=[first])
+    wf.execute()
+    cluster = int(fresh(wf).engine_data["cluster_id"])
+    import htcondor
+
+    schedd = htcondor.Schedd()
+    wait_for(lambda: list(schedd.query(f"DAGManJobId == {cluster} && JobStatus == 2", ["ClusterId"])), 120,
+             interval=0.3, what="the long node to run")
+    fresh(wf).stop()
+    stopped = fresh(wf)
+    assert stopped.status_code is Status.ABORTED
+    attempt1 = stopped.folder / "attempts" / "1"
+    assert (attempt1 / "first" / "out.txt").read_text() == "first\n"  # fetched when stopped
+    assert "STARTING UP" in (attempt1 / "workflow.dag.dagman.out").read_text()
+
+    WorkflowNode.objects.filter(workflow_id=wf.pk, name="long").update(attributes=shell("echo second try"))
+    stopped.resubmit()
+    restarted = fresh(wf)
+    assert restarted.attempt == 2 and restarted.nodes_status() == {"first": "Complete", "long": "Pending"}
+    assert (attempt1 / "workflow.dag.rescue001").exists()  # fetched again at resubmit, with the rescue DAG
+    wait_for(lambda: not in_queue(cluster), 60, interval=0.3, what="the stopped DAGMan to leave the queue")
+    done = ended(wf, 180)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    attempt2 = done.folder / "attempts" / "2"
+    assert not (attempt2 / "first" / "out.txt").exists()  # first finished in attempt 1: not run again
+    assert (attempt2 / "long" / "stdout.txt").read_text() == "second try\n"

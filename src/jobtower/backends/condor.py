@@ -31,7 +31,7 @@ import pwd
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -264,24 +264,13 @@ class CondorBackend(Backend):
         attempt_dir = Path(attempt_folder(job.folder, job.attempt))
         attempt_dir.mkdir(parents=True, exist_ok=True)
         submit = htcondor.Submit(description.commands)
-        with self._security(scheduler):
-            try:
-                schedd = self._schedd(scheduler)
-                if not description.spool:
-                    self._prepare_folder(job, schedd, attempt_dir)  # type: ignore[arg-type]
-                result = schedd.submit(submit, count=description.procs, spool=description.spool)
-            except Exception as exc:
-                self._forget(scheduler)
-                reraise(exc)
-            cluster = int(result.cluster())
-            if description.spool:
-                try:
-                    schedd.spool(list(submit.jobs(count=description.procs, clusterid=cluster)))
-                except Exception as exc:
-                    with contextlib.suppress(Exception):
-                        schedd.act(htcondor.JobAction.Remove, f"ClusterId == {cluster}",
-                                   reason="jobtower: sending the input files failed")
-                    reraise(exc)
+
+        def prepare(schedd: Any) -> None:
+            if not description.spool:
+                self._prepare_folder(job, schedd, attempt_dir)  # type: ignore[arg-type]
+
+        cluster = self._submit_cluster(scheduler, submit, procs=description.procs, spool=description.spool,
+                                       prepare=prepare)
         job.engine_data = {
             "cluster_id": cluster,
             "procs": description.procs,
@@ -295,6 +284,51 @@ class CondorBackend(Backend):
         }
         log.info("job %s attempt %s: HTCondor cluster %s (%s procs)%s", job.pk, job.attempt, cluster,
                  description.procs, f" on {scheduler.name}" if scheduler is not None else "")
+
+    def _submit_cluster(
+        self, scheduler: Scheduler | None, submit: Any, *, procs: int, spool: bool,
+        prepare: Callable[[Any], None] | None = None,
+    ) -> int:
+        """Submit one cluster to the scheduler's schedd (`prepare(schedd)` first); return its id.
+
+        With `spool`, the input files the description names are sent with it (a cluster whose files
+        could not be sent is removed again), and its outputs wait in the schedd's spool for retrieve().
+        """
+        htcondor = bindings()
+        with self._security(scheduler):
+            try:
+                schedd = self._schedd(scheduler)
+                if prepare is not None:
+                    prepare(schedd)
+                result = schedd.submit(submit, count=procs, spool=spool)
+            except Exception as exc:
+                self._forget(scheduler)
+                reraise(exc)
+            cluster = int(result.cluster())
+            if spool:
+                try:
+                    schedd.spool(list(submit.jobs(count=procs, clusterid=cluster)))
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        schedd.act(htcondor.JobAction.Remove, f"ClusterId == {cluster}",
+                                   reason="jobtower: sending the input files failed")
+                    reraise(exc)
+        return cluster
+
+    def _retrieve(self, scheduler: Scheduler | None, cluster: int, *, states: Sequence[int] = (COMPLETED,),
+                  release: bool = True) -> None:
+        """Bring a spooled cluster's outputs back (procs in `states` only); `release` lets it leave the queue."""
+        which = " || ".join(f"JobStatus == {state}" for state in states)
+        with self._security(scheduler):
+            try:
+                schedd = self._schedd(scheduler)
+                schedd.retrieve(f"ClusterId == {cluster} && ({which})")
+                if release:
+                    # Retrieved: the schedd may let the job leave its queue now.
+                    schedd.edit(f"ClusterId == {cluster}", "LeaveJobInQueue", "false")
+            except Exception as exc:
+                self._forget(scheduler)
+                reraise(exc)
 
     # -- tracking -----------------------------------------------------------------------------------
 
@@ -488,13 +522,4 @@ class CondorBackend(Backend):
         cluster = self._cluster(job)
         if cluster is None or not data.get("spool"):
             return
-        scheduler = job.get_scheduler()  # type: ignore[attr-defined]
-        with self._security(scheduler):
-            try:
-                schedd = self._schedd(scheduler)
-                schedd.retrieve(f"ClusterId == {cluster} && JobStatus == {COMPLETED}")
-                # Retrieved: the schedd may let the job leave its queue now.
-                schedd.edit(f"ClusterId == {cluster}", "LeaveJobInQueue", "false")
-            except Exception as exc:
-                self._forget(scheduler)
-                reraise(exc)
+        self._retrieve(job.get_scheduler(), cluster)  # type: ignore[attr-defined]
