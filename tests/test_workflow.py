@@ -7,6 +7,7 @@ runs in the scheduler universe and needs no slot.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -244,6 +245,33 @@ def test_node_statuses_are_stored_in_one_update_and_not_rewritten_when_unchanged
     assert not [q for q in again.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]
 
 
+def test_spooled_node_descriptions_name_everything_inside_the_node_s_folder(tmp_path: Path) -> None:
+    from jobtower.backends.dagman import _config_environment, spooled_node
+
+    folder = tmp_path / "attempts" / "1" / "run"
+    inputs = [str(tmp_path / "ws" / "run.sh"), str(tmp_path / "ws" / "data.csv")]
+    commands = {"executable": inputs[0], "Initialdir": str(folder), "output": str(folder / "stdout.txt"),
+                "error": str(folder / "stderr.txt"), "log": str(folder / "condor.log"),
+                "transfer_input_files": f"{inputs[1]}, local.txt", "+JobtowerJobId": "7"}
+    spooled, copies = spooled_node(commands, folder, "run", inputs)
+    assert spooled == {"executable": "run/run.sh", "Initialdir": "run", "output": "stdout.txt", "error": "stderr.txt",
+                       "log": "condor.log", "transfer_input_files": "data.csv, local.txt", "+JobtowerJobId": "7"}
+    assert copies == [(Path(inputs[1]), folder / "data.csv"), (Path(inputs[0]), folder / "run.sh")]
+    # A program of the schedd's machine stays as it is.
+    assert spooled_node({"executable": "/bin/sh"}, folder, "run")[0] == {"executable": "/bin/sh", "initialdir": "run"}
+    with pytest.raises(ValueError, match="initialdir '/elsewhere' cannot be used there"):
+        spooled_node({**commands, "Initialdir": "/elsewhere"}, folder, "run", inputs)
+    with pytest.raises(ValueError, match="its output '/tmp/out.txt' must be a file name inside the node's folder"):
+        spooled_node({**commands, "output": "/tmp/out.txt"}, folder, "run", inputs)
+    with pytest.raises(ValueError, match="two of its input files have the same name"):
+        spooled_node({**commands, "transfer_input_files": "/a/x.txt, /b/x.txt"}, folder, "run")
+    assert _config_environment("# throttles\nDAGMAN_MAX_SUBMITS_PER_INTERVAL = 5\n\n") == [
+        "_CONDOR_DAGMAN_MAX_SUBMITS_PER_INTERVAL=5"
+    ]
+    with pytest.raises(ValueError, match="only NAME = value lines are allowed"):
+        _config_environment("include : /etc/passwd")
+
+
 # -- real workflows on the loopback pool -----------------------------------------------------------
 
 
@@ -257,8 +285,9 @@ def dagman(pool: dict[str, str], transactional_db: Any) -> Iterator[Any]:
         cluster = (data or {}).get("cluster_id")
         if cluster and in_queue(cluster):
             htcondor.Schedd().act(htcondor.JobAction.Remove, f"ClusterId == {int(cluster)}")
-            # A spooled one would wait in the queue for its files to be fetched: let it go.
-            htcondor.Schedd().edit(f"ClusterId == {int(cluster)}", "LeaveJobInQueue", "false")
+            # A spooled one would wait in the queue for its files to be fetched: let it go (unless it left).
+            with contextlib.suppress(htcondor.HTCondorException):
+                htcondor.Schedd().edit(f"ClusterId == {int(cluster)}", "LeaveJobInQueue", "false")
 
 
 def stamp(node: str) -> dict[str, str]:
