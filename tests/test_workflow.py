@@ -553,8 +553,8 @@ def test_a_stopped_spooled_workflow_keeps_its_files_and_resubmit_runs_what_did_n
     import htcondor
 
     schedd = htcondor.Schedd()
-    wait_for(lambda: list(schedd.query(f"DAGManJobId == {cluster} && JobStatus == 2", ["ClusterId"])), 120,
-             interval=0.3, what="the long node to run")
+    wait_for(lambda: list(schedd.query(f'DAGManJobId == {cluster} && DAGNodeName == "long" && JobStatus == 2',
+                                       ["ClusterId"])), 120, interval=0.3, what="the long node to run")
     fresh(wf).stop()
     stopped = fresh(wf)
     assert stopped.status_code is Status.ABORTED

@@ -31,6 +31,7 @@ import pwd
 import re
 import shutil
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,8 @@ STATUS_UPDATE_SECONDS = 1
 STATUS_FILE_LIMIT = 4_000_000
 #: How long a spooled workflow that ended (or was removed) waits in the schedd's queue for its files.
 SPOOL_KEEP_SECONDS = 7 * 24 * 3600
+#: Seconds stop() waits for a removed spooled DAGMan to be marked removed before fetching its files.
+STOP_FETCH_WAIT = 10.0
 _CONFIG_LINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*")
 
 # DAGMan's node states in the node status file (NodeStatus).
@@ -525,9 +528,19 @@ class DAGManBackend(CondorBackend):
         cluster = self._cluster(job)
         if cluster is None or not (job.engine_data or {}).get("spool"):
             return
+        scheduler = job.get_scheduler()  # type: ignore[attr-defined]
         try:
+            # The removal takes effect a moment later: only a removed (or ended) DAGMan's files are sent.
+            deadline = time.monotonic() + STOP_FETCH_WAIT
+            with self._security(scheduler):
+                schedd = self._schedd(scheduler)
+                while time.monotonic() < deadline and any(
+                    _value(ad, "JobStatus") not in (COMPLETED, REMOVED)
+                    for ad in schedd.query(f"ClusterId == {cluster}", ["JobStatus"])
+                ):
+                    time.sleep(0.2)
             # Kept in the queue: a resubmit fetches it again, with the rescue DAG DAGMan writes as it stops.
-            self._retrieve(job.get_scheduler(), cluster, states=(COMPLETED, REMOVED), release=False)  # type: ignore[attr-defined]
+            self._retrieve(scheduler, cluster, states=(COMPLETED, REMOVED), release=False)
         except Exception as exc:  # noqa: BLE001 - stopped all the same; the files stay in the spool
             log.warning("workflow %s: stopped, but its files could not be fetched: %s", job.pk, condor_error(exc))
 
