@@ -8,6 +8,7 @@ runs in the scheduler universe and needs no slot.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -512,7 +513,7 @@ def test_workflow_on_a_named_scheduler_spools_its_files_and_fetches_every_node_s
     wf = workflow(job_manager, user, private, name="spooled_{id}", scheduler=loopback, max_jobs={"late": 1})
     prep = wf.add_node(name="prep", condorpy_template_name="vanilla_transfer_files",
                        remote_input_files=[str(private / "data.txt")],
-                       attributes=shell("tr a-z A-Z < data.txt > result.txt; echo prep ran"))
+                       attributes=shell("tr a-z A-Z < data.txt > result.txt; sleep 3; echo prep ran"))
     wf.add_node(name="post", condorpy_template_name="vanilla_transfer_files", parents=[prep], category="late",
                 remote_input_files=[str(private / "post.sh"), str(private / "note.txt")],
                 attributes={"executable": "post.sh"})
@@ -523,7 +524,20 @@ def test_workflow_on_a_named_scheduler_spools_its_files_and_fetches_every_node_s
     dag_ad = htcondor.Schedd().query(f"ClusterId == {cluster}", ["Iwd", "LeaveJobInQueue"])[0]
     assert "spool" in dag_ad["Iwd"]  # DAGMan runs in the schedd's spool, not in the private folder
 
-    done = ended(wf, 180)
+    # While DAGMan runs, the node status file is in the spool: the queue query says which nodes are queued
+    # or running, in the same (at most two) schedd queries per cycle.
+    seen: list[tuple[Status, dict[str, str]]] = []
+    counts: list[int] = []
+
+    def watch(job: Job) -> bool:
+        seen.append((job.status_code, job.nodes_status()))  # type: ignore[attr-defined]
+        counts.append(dagman.queries)
+        return job.status_code.is_terminal
+
+    done = drive(wf, watch, 180, "the spooled workflow to end", interval=0.3)
+    assert any(not status.is_terminal and nodes["prep"] in ("Submitted", "Running") and nodes["post"] == "Pending"
+               for status, nodes in seen), seen
+    assert all(later - earlier <= 2 for earlier, later in itertools.pairwise(counts)), counts
     assert done.status_code is Status.COMPLETE, done.status_message
     assert done.nodes_status() == {"prep": "Complete", "post": "Complete"}
     assert done.engine_data["retrieved"] is True

@@ -406,13 +406,18 @@ class CondorBackend(Backend):
             if job is not None and _value(ad, "JobtowerJobId") == job.pk:
                 found.setdefault(cluster, {})[int(_value(ad, "ProcId") or 0)] = ad
 
+        constraint = f"ClusterId >= {low} && ClusterId <= {high}"
+        also = self._also_ask(jobs)
+        if also:
+            constraint = f"({constraint}) || {also}"
         with self._security(scheduler):
             schedd = self._schedd(scheduler)
             self.queries += 1
-            for ad in schedd.query(
-                f"JobtowerJobId =!= undefined && ClusterId >= {low} && ClusterId <= {high}", PROJECTION
-            ):
-                keep(ad)
+            for ad in schedd.query(f"JobtowerJobId =!= undefined && ({constraint})", PROJECTION + self.also_project):
+                if _value(ad, "ClusterId") in wanted:
+                    keep(ad)
+                else:
+                    self._keep_other(ad, found)
             gone = [c for c, n in procs.items() if len(found.get(c, {})) < n]
             if gone:
                 self.queries += 1
@@ -423,6 +428,16 @@ class CondorBackend(Backend):
                                          match=sum(procs[c] for c in gone)):
                     keep(ad)
         return found
+
+    #: More attributes the queue query asks for (a subclass's own).
+    also_project: list[str] = []
+
+    def _also_ask(self, jobs: Sequence[Job]) -> str:
+        """Return a constraint for more ads the same queue query should bring (none here)."""
+        return ""
+
+    def _keep_other(self, ad: Any, found: dict[int, dict[int, Any]]) -> None:
+        """Keep an ad of the queue query that is none of the jobs' clusters (ignored here)."""
 
     def _observe(self, job: Job, ads: dict[int, dict[int, Any]]) -> tuple[Observation, bool]:
         """Return the job's observation, and whether HTCondor held a proc of it for a failure."""

@@ -17,8 +17,9 @@ one are (the same :class:`~jobtower.backends.condor.CondorBackend` code sends an
 the attempt's folder (DAG file, node submit files, and each node's input files, copied into the node's
 folder first) travels with the submission, DAGMan runs in the schedd's spool with every path relative
 to it, and the folder comes back with ``schedd.retrieve`` when DAGMan ends (and, as far as it has got,
-when the workflow is stopped). Until then the schedd's queue says how DAGMan is doing; the nodes'
-states are read from the node status file that comes back with the rest.
+when the workflow is stopped). Until then the same queue query that asks about DAGMan brings its
+node jobs (which nodes are queued or running); the nodes' final states are read from the node status
+file that comes back with the rest.
 """
 
 from __future__ import annotations
@@ -480,6 +481,37 @@ class DAGManBackend(CondorBackend):
                     answer.unreachable[job.pk] = str(exc)
         return answer
 
+    # The node jobs of spooled workflows come with the same queue query: their node status file is in
+    # the schedd's spool until DAGMan ends, so while it runs the queue tells which nodes are queued or
+    # running. Their ads are kept under the negated DAGMan cluster id (no real cluster is negative).
+    also_project = ["DAGManJobId", "DAGNodeName"]
+
+    def _also_ask(self, jobs: Sequence[Job]) -> str:
+        """Ask for the node jobs of the spooled workflows among `jobs` too."""
+        clusters = sorted(
+            cluster for job in jobs
+            if (job.engine_data or {}).get("spool") and (cluster := self._cluster(job)) is not None
+        )
+        return f"member(DAGManJobId, {{{', '.join(map(str, clusters))}}})" if clusters else ""
+
+    def _keep_other(self, ad: Any, found: dict[int, dict[int, Any]]) -> None:
+        """Keep a node job's ad under its DAGMan's negated cluster id."""
+        dagman = _value(ad, "DAGManJobId")
+        if isinstance(dagman, int) and _value(ad, "DAGNodeName"):
+            found.setdefault(-dagman, {})[int(_value(ad, "ClusterId") or 0)] = ad
+
+    @staticmethod
+    def _queued_nodes(job: Job, ads: Mapping[int, Mapping[int, Any]], cluster: int) -> dict[str, tuple[Status, str]]:
+        """Return {node: (status, "")} of a spooled workflow's node jobs now in the queue."""
+        found: dict[str, tuple[Status, str]] = {}
+        for ad in ads.get(-cluster, {}).values():
+            if _value(ad, "JobtowerJobId") != job.pk or _value(ad, "JobtowerAttempt") != job.attempt:
+                continue
+            state, message = proc_status(ad)
+            if state in (Status.SUBMITTED, Status.RUNNING, Status.PAUSED):
+                found[str(_value(ad, "DAGNodeName"))] = (state, message)
+        return found
+
     def _observe_workflow(
         self, job: Job, ads: Mapping[int, Mapping[int, Any]], scheduler: Scheduler | None = None
     ) -> Observation:
@@ -504,6 +536,9 @@ class DAGManBackend(CondorBackend):
                 ) from exc
             fetched = True
         nodes = read_node_status(Path(attempt_folder(job.folder, job.attempt)) / STATUS_FILE)
+        if nodes is None and data.get("spool") and not fetched and cluster is not None:
+            # Until it is fetched, a node that left the queue keeps the status last stored for it.
+            nodes = self._queued_nodes(job, ads, cluster) or None
         if ad is None:
             dag = (Status.ERROR, f"lost: HTCondor has no record of DAGMan job {cluster}, neither in the "
                    "queue nor in its history (was the schedd reinstalled?)")
