@@ -205,10 +205,13 @@ class CondorBackend(Backend):
         return htcondor.Schedd(ad)
 
     def _forget(self, scheduler: Scheduler | None) -> None:
-        # A restarted schedd listens at a new address: locate it again next time.
+        # A restarted schedd listens at a new address, and knows none of our security sessions:
+        # locate it again next time, and authenticate afresh.
         if scheduler is not None:
             with self._lock:
                 self._located.pop(scheduler.name, None)
+        with contextlib.suppress(Exception):
+            bindings().SecMan().invalidateAllSessions()
 
     def _identity_of(self, schedd: Any, key: str) -> str:
         """Return the user the schedd maps us to (jobs run as that user), asked once per process."""
@@ -296,14 +299,21 @@ class CondorBackend(Backend):
         """
         htcondor = bindings()
         with self._security(scheduler):
-            try:
-                schedd = self._schedd(scheduler)
-                if prepare is not None:
-                    prepare(schedd)
-                result = schedd.submit(submit, count=procs, spool=spool)
-            except Exception as exc:
-                self._forget(scheduler)
-                reraise(exc)
+            for retry in (False, True):
+                try:
+                    schedd = self._schedd(scheduler)
+                    if prepare is not None:
+                        prepare(schedd)
+                    result = schedd.submit(submit, count=procs, spool=spool)
+                    break
+                except Exception as exc:
+                    self._forget(scheduler)
+                    # Nothing was submitted when the schedd could not be reached: a restarted schedd
+                    # (a new address, our old security sessions unknown to it) is reached on a second try.
+                    if retry or "Failed to connect" not in str(condor_error(exc)):
+                        reraise(exc)
+                    log.info("could not reach the schedd of %s; trying once more (%s)",
+                             scheduler.name if scheduler is not None else "the local pool", condor_error(exc))
             cluster = int(result.cluster())
             if spool:
                 try:
