@@ -273,6 +273,24 @@ def test_spooled_node_descriptions_name_everything_inside_the_node_s_folder(tmp_
         _config_environment("include : /etc/passwd")
 
 
+def test_a_workflow_that_cannot_be_spooled_is_refused_at_execute_and_stays_pending(job_manager, user) -> None:
+    from jobtower.models import create_condor_scheduler
+
+    remote = create_condor_scheduler("remote", "cm.example.org", 9618)
+    remote.save()
+    wf = workflow(job_manager, user, scheduler=remote)
+    wf.add_node(name="elsewhere", attributes={**shell("true"), "initialdir": "/srv/shared"})
+    with pytest.raises(ValueError, match="workflow node 'elsewhere' on a named scheduler runs in its own folder"):
+        wf.execute()
+    assert fresh(wf).status_code is Status.PENDING and not fresh(wf).engine_data
+    WorkflowNode.objects.filter(workflow_id=wf.pk).update(attributes=shell("true"))
+    wf.config = "include : /etc/dagman.conf"
+    wf.save()
+    with pytest.raises(ValueError, match="only NAME = value lines are allowed"):
+        wf.execute()
+    assert fresh(wf).status_code is Status.PENDING
+
+
 # -- real workflows on the loopback pool -----------------------------------------------------------
 
 
