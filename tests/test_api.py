@@ -659,6 +659,130 @@ def test_an_unexpected_failure_is_a_json_500_without_details(client, job_manager
     assert "internal error" in message and "secret" not in message and "RuntimeError" not in message
 
 
+# -- a workflow's nodes -------------------------------------------------------------------------------
+
+
+def _workflow_with_nodes(job_manager: Any, owner: Any, groups: Any = ()) -> Job:
+    """A stored (not executed) workflow: prep -> run_a, with run_a's stdout/stderr in its own folder."""
+    from pathlib import Path
+
+    from jobtower.backends.condor_templates import node_folder
+
+    wf = job_manager.create_job(name="flow", user=owner, job_type="CONDORWORKFLOW", groups=list(groups))
+    wf.save()
+    prep = wf.add_node(name="prep", attributes={"executable": "/bin/true"})
+    wf.add_node(name="run_a", attributes={"executable": "/bin/true"}, parents=[prep], category="runs", retry=2)
+    folder = Path(node_folder(wf.folder, wf.attempt, "run_a"))
+    folder.mkdir(parents=True)
+    (folder / "stdout.txt").write_text("<b>out</b> é\n")
+    (folder / "stderr.txt").write_text("err\n")
+    return wf
+
+
+NODE_ENDPOINTS = ("/api/jobs/{id}/nodes/", "/api/jobs/{id}/nodes/run_a/logs/")
+NODE_CELLS = [(path, index, role) for path in NODE_ENDPOINTS for index, role in enumerate(ROLES)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("auth", ["token", "session"])
+@pytest.mark.parametrize(("template", "index", "role"), NODE_CELLS,
+                         ids=[f"{p.split('/')[-2]}-{r}" for p, _, r in NODE_CELLS])
+def test_node_endpoints_follow_the_job_s_permissions(people, job_manager, template, index, role, auth) -> None:
+    wf = _workflow_with_nodes(job_manager, people["owner"], [people["group"]])
+    client, headers = _client_for(people[role], auth)
+    path = template.format(id=wf.pk)
+    response = client.get(path, **headers)
+    expected = MATRIX[("detail", "GET")][index]  # what the same caller gets for the job itself
+    assert response.status_code == expected == client.get(f"/api/jobs/{wf.pk}/", **headers).status_code
+    if response.status_code == 200:
+        assert response["Content-Type"] == "application/json"
+    else:
+        error_of(response)
+    posted = client.post(path, **headers)
+    assert posted.status_code == 405 and "GET" in posted["Allow"]
+    error_of(posted)
+
+
+@pytest.mark.django_db
+def test_nodes_are_listed_as_stored_with_parents_throttles_and_run_times(client, job_manager, user) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from jobtower.models import WorkflowNode
+
+    wf = _workflow_with_nodes(job_manager, user)
+    started = timezone.now() - datetime.timedelta(seconds=30)
+    WorkflowNode.objects.filter(workflow_id=wf.pk, name="prep").update(
+        status=Status.ERROR.value, status_message="<script>x</script> exit 3", start_time=started,
+        completion_time=started + datetime.timedelta(seconds=12),
+    )
+    response = client.get(f"/api/jobs/{wf.pk}/nodes/", **bearer(user))
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert b"&lt;" not in response.content  # user text is JSON data, as stored: never HTML
+    prep, run_a = response.json()["results"]
+    assert prep == {
+        "name": "prep", "status": "Error", "status_code": "ERR", "status_message": "<script>x</script> exit 3",
+        "parents": [], "category": "", "retry": None, "start_time": started.isoformat(),
+        "completion_time": (started + datetime.timedelta(seconds=12)).isoformat(), "run_time": 12.0,
+        "logs": f"/api/jobs/{wf.pk}/nodes/prep/logs/",
+    }
+    assert run_a["name"] == "run_a" and run_a["parents"] == ["prep"] and run_a["status"] == "Pending"
+    assert run_a["category"] == "runs" and run_a["retry"] == 2
+    assert run_a["start_time"] is None and run_a["run_time"] is None and run_a["completion_time"] is None
+
+
+@pytest.mark.django_db
+def test_node_logs_come_from_the_node_s_own_folder_only(client, job_manager, user, tmp_path) -> None:
+    from pathlib import Path
+
+    from jobtower.backends.condor_templates import node_folder
+
+    wf = _workflow_with_nodes(job_manager, user)
+    logs = f"/api/jobs/{wf.pk}/nodes/run_a/logs/"
+    response = client.get(logs, **bearer(user))
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response.json() == {"stdout": "<b>out</b> é\n", "stderr": "err\n"}
+    assert client.get(f"{logs}?stream=stderr", **bearer(user)).json() == {"stderr": "err\n"}
+    assert client.get(f"{logs}?stream=stdout&tail=4", **bearer(user)).json() == {"stdout": " é\n"}
+    # A node that has not run yet has empty logs.
+    assert client.get(f"/api/jobs/{wf.pk}/nodes/prep/logs/", **bearer(user)).json() == {"stdout": "", "stderr": ""}
+    # A node job that leaves a link where its log was does not make the server read what it points at.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the server's secret")
+    folder = Path(node_folder(wf.folder, wf.attempt, "run_a"))
+    (folder / "stdout.txt").unlink()
+    (folder / "stdout.txt").symlink_to(secret)
+    (folder / "stderr.txt").unlink()
+    (folder / "stderr.txt").symlink_to(folder / ".." / ".." / ".." / "job.txt")
+    assert client.get(logs, **bearer(user)).json() == {"stdout": "", "stderr": ""}
+    bad = client.get(f"{logs}?stream=log", **bearer(user))
+    assert bad.status_code == 400 and "stream must be stdout or stderr" in error_of(bad)
+    assert client.get(f"{logs}?tail=0", **bearer(user)).status_code == 400
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["nope", "..", ".hidden", "a%20b", "%2E%2E", "prep%2F..%2F.."])
+def test_an_unknown_node_is_a_json_404_naming_the_nodes(client, job_manager, user, name) -> None:
+    wf = _workflow_with_nodes(job_manager, user)
+    response = client.get(f"/api/jobs/{wf.pk}/nodes/{name}/logs/", **bearer(user))
+    assert response.status_code == 404
+    message = error_of(response)
+    if "/" not in name and "%2F" not in name:
+        assert "its nodes are: prep, run_a" in message
+
+
+@pytest.mark.django_db
+def test_a_job_that_is_not_a_workflow_has_no_nodes(client, job_manager, user) -> None:
+    job = job_manager.create_job(name="b", user=user, job_type="BASIC")
+    job.save()
+    for path in (f"/api/jobs/{job.pk}/nodes/", f"/api/jobs/{job.pk}/nodes/prep/logs/"):
+        response = client.get(path, **bearer(user))
+        assert response.status_code == 404 and "is a BASIC job, not a workflow" in error_of(response)
+    missing = client.get("/api/jobs/999999/nodes/", **bearer(user))
+    assert missing.status_code == 404 and "there is no job 999999 that you may see" in error_of(missing)
+
+
 # -- logs and real LOCAL jobs -------------------------------------------------------------------------
 
 

@@ -34,8 +34,9 @@ def test_the_served_schema_is_valid_openapi_3_1_and_covers_every_endpoint() -> N
     one = "/api/jobs/{job_id}/"
     expected = {("/api/jobs/", "get"), ("/api/jobs/", "post"), (one, "get"), (one, "delete"),
                 *((f"{one}{verb}/", "post") for verb in ("run", "stop", "pause", "resume", "resubmit")),
-                (f"{one}logs/", "get"), (f"{one}history/", "get"), ("/api/openapi.json", "get")}
-    assert operations == expected and len(operations) == 12
+                (f"{one}logs/", "get"), (f"{one}history/", "get"), ("/api/openapi.json", "get"),
+                (f"{one}nodes/", "get"), (f"{one}nodes/{{name}}/logs/", "get")}
+    assert operations == expected and len(operations) == 14
     for path, item in schema.raw_schema["paths"].items():
         for method, operation in item.items():
             codes = set(operation["responses"])

@@ -7,6 +7,8 @@ runs in the scheduler universe and needs no slot.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -244,6 +246,51 @@ def test_node_statuses_are_stored_in_one_update_and_not_rewritten_when_unchanged
     assert not [q for q in again.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]
 
 
+def test_spooled_node_descriptions_name_everything_inside_the_node_s_folder(tmp_path: Path) -> None:
+    from jobtower.backends.dagman import _config_environment, spooled_node
+
+    folder = tmp_path / "attempts" / "1" / "run"
+    inputs = [str(tmp_path / "ws" / "run.sh"), str(tmp_path / "ws" / "data.csv")]
+    commands = {"executable": inputs[0], "Initialdir": str(folder), "output": str(folder / "stdout.txt"),
+                "error": str(folder / "stderr.txt"), "log": str(folder / "condor.log"),
+                "transfer_input_files": f"{inputs[1]}, local.txt", "+JobtowerJobId": "7"}
+    spooled, copies = spooled_node(commands, folder, "run", inputs)
+    assert spooled == {"executable": "run/run.sh", "Initialdir": "run", "output": "stdout.txt", "error": "stderr.txt",
+                       "log": "condor.log", "transfer_input_files": "data.csv, local.txt", "+JobtowerJobId": "7"}
+    assert copies == [(Path(inputs[1]), folder / "data.csv"), (Path(inputs[0]), folder / "run.sh")]
+    # A program of the schedd's machine stays as it is.
+    assert spooled_node({"executable": "/bin/sh"}, folder, "run")[0] == {"executable": "/bin/sh", "initialdir": "run"}
+    with pytest.raises(ValueError, match="initialdir '/elsewhere' cannot be used there"):
+        spooled_node({**commands, "Initialdir": "/elsewhere"}, folder, "run", inputs)
+    with pytest.raises(ValueError, match="its output '/tmp/out.txt' must be a file name inside the node's folder"):
+        spooled_node({**commands, "output": "/tmp/out.txt"}, folder, "run", inputs)
+    with pytest.raises(ValueError, match="two of its input files have the same name"):
+        spooled_node({**commands, "transfer_input_files": "/a/x.txt, /b/x.txt"}, folder, "run")
+    assert _config_environment("# throttles\nDAGMAN_MAX_SUBMITS_PER_INTERVAL = 5\n\n") == [
+        "_CONDOR_DAGMAN_MAX_SUBMITS_PER_INTERVAL=5"
+    ]
+    with pytest.raises(ValueError, match="only NAME = value lines are allowed"):
+        _config_environment("include : /etc/passwd")
+
+
+def test_a_workflow_that_cannot_be_spooled_is_refused_at_execute_and_stays_pending(job_manager, user) -> None:
+    from jobtower.models import create_condor_scheduler
+
+    remote = create_condor_scheduler("remote", "cm.example.org", 9618)
+    remote.save()
+    wf = workflow(job_manager, user, scheduler=remote)
+    wf.add_node(name="elsewhere", attributes={**shell("true"), "initialdir": "/srv/shared"})
+    with pytest.raises(ValueError, match="workflow node 'elsewhere' on a named scheduler runs in its own folder"):
+        wf.execute()
+    assert fresh(wf).status_code is Status.PENDING and not fresh(wf).engine_data
+    WorkflowNode.objects.filter(workflow_id=wf.pk).update(attributes=shell("true"))
+    wf.config = "include : /etc/dagman.conf"
+    wf.save()
+    with pytest.raises(ValueError, match="only NAME = value lines are allowed"):
+        wf.execute()
+    assert fresh(wf).status_code is Status.PENDING
+
+
 # -- real workflows on the loopback pool -----------------------------------------------------------
 
 
@@ -257,6 +304,9 @@ def dagman(pool: dict[str, str], transactional_db: Any) -> Iterator[Any]:
         cluster = (data or {}).get("cluster_id")
         if cluster and in_queue(cluster):
             htcondor.Schedd().act(htcondor.JobAction.Remove, f"ClusterId == {int(cluster)}")
+            # A spooled one would wait in the queue for its files to be fetched: let it go (unless it left).
+            with contextlib.suppress(htcondor.HTCondorException):
+                htcondor.Schedd().edit(f"ClusterId == {int(cluster)}", "LeaveJobInQueue", "false")
 
 
 def stamp(node: str) -> dict[str, str]:
@@ -329,12 +379,26 @@ def test_failing_node_ends_in_error_naming_it_then_resubmit_runs_only_unfinished
     assert WorkflowNode.objects.get(workflow_id=wf.pk, name="flaky").status_message.startswith("Job proc")
     assert failed.get_logs()["flaky.stdout"].count("try") == 1  # the retry's stdout replaced the first
 
+    prep_done = WorkflowNode.objects.get(workflow_id=wf.pk, name="prep").completion_time
+    assert prep_done is not None
+
     flag.write_text("")
     flag.chmod(0o644)
     failed.resubmit()
+    # Right after the resubmit, nothing of the first attempt's failure shows: flaky waits again, prep
+    # (done, not run again) keeps its status and run times.
+    restarted = fresh(wf)
+    assert restarted.attempt == 2 and restarted.nodes_status() == {"prep": "Complete", "flaky": "Pending"}
+    rows = {n.name: n for n in WorkflowNode.objects.filter(workflow_id=wf.pk)}
+    assert rows["flaky"].status_message == "" and rows["flaky"].start_time is None
+    assert rows["flaky"].completion_time is None and rows["flaky"].run_time == ""
+    assert rows["prep"].completion_time == prep_done and rows["prep"].start_time is not None
     second = ended(wf, 120)
     assert second.status_code is Status.COMPLETE and second.attempt == 2, second.status_message
     assert second.nodes_status() == {"prep": "Complete", "flaky": "Complete"}
+    rows = {n.name: n for n in WorkflowNode.objects.filter(workflow_id=wf.pk)}
+    assert rows["flaky"].status_message == "" and rows["flaky"].completion_time is not None
+    assert rows["prep"].completion_time == prep_done  # prep did not run again
     attempt2 = second.folder / "attempts" / "2"
     assert not (attempt2 / "prep" / "stdout.txt").exists()  # prep finished in attempt 1: not run again
     assert (attempt2 / "flaky" / "stdout.txt").read_text().strip() == "try"
@@ -428,3 +492,116 @@ def test_workflow_row_expands_and_the_dag_picture_changes_colour_without_reload(
              interval=0.3, what="the table's node row to show Complete")
     assert nodes.is_visible()
     second.close()
+
+
+@pytest.fixture
+def loopback(pool: dict[str, str], transactional_db: Any) -> Any:
+    """A scheduler record that names the local schedd by host and port, with the pool's IDTOKEN."""
+    import htcondor
+
+    from jobtower.models import create_condor_scheduler
+
+    token = Path(pool["JOBTOWER_CONDOR_TOKEN_FILE"]).read_text().strip()
+    schedd_name = htcondor.Collector().locate(htcondor.DaemonTypes.Schedd)["Name"]
+    scheduler = create_condor_scheduler("loopback", "127.0.0.1", 9618, schedd_name=schedd_name, token=token)
+    scheduler.save()
+    return scheduler
+
+
+def private_workspace(tmp_path: Path) -> Path:
+    """A workspace only root may enter: DAGMan and the nodes (run as the pool's user) cannot read it, so
+    only what jobtower spools reaches them, and only what it retrieves comes back."""
+    private = tmp_path / "private_ws"
+    private.mkdir(mode=0o700)
+    (private / "data.txt").write_text("spooled\n")
+    script = private / "post.sh"
+    script.write_text("#!/bin/sh\nwc -c < note.txt > size.txt\necho post ran\n")
+    script.chmod(0o755)
+    (private / "note.txt").write_text("four")
+    return private
+
+
+@pytest.mark.condor
+def test_workflow_on_a_named_scheduler_spools_its_files_and_fetches_every_node_s_outputs(
+    job_manager, user, dagman, loopback, tmp_path
+) -> None:
+    import htcondor
+
+    private = private_workspace(tmp_path)
+    wf = workflow(job_manager, user, private, name="spooled_{id}", scheduler=loopback, max_jobs={"late": 1})
+    prep = wf.add_node(name="prep", condorpy_template_name="vanilla_transfer_files",
+                       remote_input_files=[str(private / "data.txt")],
+                       attributes=shell("tr a-z A-Z < data.txt > result.txt; sleep 3; echo prep ran"))
+    wf.add_node(name="post", condorpy_template_name="vanilla_transfer_files", parents=[prep], category="late",
+                remote_input_files=[str(private / "post.sh"), str(private / "note.txt")],
+                attributes={"executable": "post.sh"})
+    wf.execute()
+    submitted = fresh(wf)
+    assert submitted.engine_data["spool"] is True and submitted.engine_data["scheduler"] == "loopback"
+    cluster = int(submitted.engine_data["cluster_id"])
+    dag_ad = htcondor.Schedd().query(f"ClusterId == {cluster}", ["Iwd", "LeaveJobInQueue"])[0]
+    assert "spool" in dag_ad["Iwd"]  # DAGMan runs in the schedd's spool, not in the private folder
+
+    # While DAGMan runs, the node status file is in the spool: the queue query says which nodes are queued
+    # or running, in the same (at most two) schedd queries per cycle.
+    seen: list[tuple[Status, dict[str, str]]] = []
+    counts: list[int] = []
+
+    def watch(job: Job) -> bool:
+        seen.append((job.status_code, job.nodes_status()))  # type: ignore[attr-defined]
+        counts.append(dagman.queries)
+        return job.status_code.is_terminal
+
+    done = drive(wf, watch, 180, "the spooled workflow to end", interval=0.3)
+    assert any(not status.is_terminal and nodes["prep"] in ("Submitted", "Running") and nodes["post"] == "Pending"
+               for status, nodes in seen), seen
+    assert all(later - earlier <= 2 for earlier, later in itertools.pairwise(counts)), counts
+    assert done.status_code is Status.COMPLETE, done.status_message
+    assert done.nodes_status() == {"prep": "Complete", "post": "Complete"}
+    assert done.engine_data["retrieved"] is True
+    attempt = done.folder / "attempts" / "1"
+    assert (attempt / "prep" / "result.txt").read_text() == "SPOOLED\n"
+    assert (attempt / "post" / "size.txt").read_text().strip() == "4"
+    logs = done.get_logs()
+    assert logs["prep.stdout"] == "prep ran\n" and logs["post.stdout"] == "post ran\n"
+    assert "EXITING WITH STATUS 0" in logs["dagman"]
+    dag_text = (attempt / "workflow.dag").read_text()
+    assert str(private) not in dag_text and "MAXJOBS late 1" in dag_text
+    assert str(private) not in (attempt / "prep.sub").read_text()  # every path relative to the spool
+    # Fetched: the schedd lets DAGMan leave its queue.
+    wait_for(lambda: not in_queue(cluster), 60, interval=0.3, what="the spooled DAGMan to leave the queue")
+
+
+@pytest.mark.condor
+def test_a_stopped_spooled_workflow_keeps_its_files_and_resubmit_runs_what_did_not_finish(
+    job_manager, user, dagman, loopback, tmp_path
+) -> None:
+    private = private_workspace(tmp_path)
+    wf = workflow(job_manager, user, private, scheduler=loopback)
+    first = wf.add_node(name="first", attributes=stamp("first"))
+    wf.add_node(name="long", attributes=shell("echo started; sleep 300"), parents=[first])
+    wf.execute()
+    cluster = int(fresh(wf).engine_data["cluster_id"])
+    import htcondor
+
+    schedd = htcondor.Schedd()
+    wait_for(lambda: list(schedd.query(f'DAGManJobId == {cluster} && DAGNodeName == "long" && JobStatus == 2',
+                                       ["ClusterId"])), 120, interval=0.3, what="the long node to run")
+    fresh(wf).stop()
+    stopped = fresh(wf)
+    assert stopped.status_code is Status.ABORTED
+    attempt1 = stopped.folder / "attempts" / "1"
+    assert (attempt1 / "first" / "out.txt").read_text() == "first\n"  # fetched when stopped
+    assert "STARTING UP" in (attempt1 / "workflow.dag.dagman.out").read_text()
+
+    WorkflowNode.objects.filter(workflow_id=wf.pk, name="long").update(attributes=shell("echo second try"))
+    stopped.resubmit()
+    restarted = fresh(wf)
+    assert restarted.attempt == 2 and restarted.nodes_status() == {"first": "Complete", "long": "Pending"}
+    assert (attempt1 / "workflow.dag.rescue001").exists()  # fetched again at resubmit, with the rescue DAG
+    wait_for(lambda: not in_queue(cluster), 60, interval=0.3, what="the stopped DAGMan to leave the queue")
+    done = ended(wf, 180)
+    assert done.status_code is Status.COMPLETE, done.status_message
+    attempt2 = done.folder / "attempts" / "2"
+    assert not (attempt2 / "first" / "out.txt").exists()  # first finished in attempt 1: not run again
+    assert (attempt2 / "long" / "stdout.txt").read_text() == "second try\n"

@@ -36,7 +36,7 @@ import pwd
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -211,10 +211,13 @@ class CondorBackend(Backend):
         return htcondor.Schedd(ad)
 
     def _forget(self, scheduler: Scheduler | None) -> None:
-        # A restarted schedd listens at a new address: locate it again next time.
+        # A restarted schedd listens at a new address, and knows none of our security sessions:
+        # locate it again next time, and authenticate afresh.
         if scheduler is not None:
             with self._lock:
                 self._located.pop(scheduler.name, None)
+        with contextlib.suppress(Exception):
+            bindings().SecMan().invalidateAllSessions()
 
     def _identity_of(self, schedd: Any, key: str) -> str:
         """Return the user the schedd maps us to (jobs run as that user), asked once per process."""
@@ -274,24 +277,13 @@ class CondorBackend(Backend):
             copy_inputs(job)
             functions.prepare(job, attempt_dir)
         submit = htcondor.Submit(description.commands)
-        with self._security(scheduler):
-            try:
-                schedd = self._schedd(scheduler)
-                if not description.spool:
-                    self._prepare_folder(job, schedd, attempt_dir)  # type: ignore[arg-type]
-                result = schedd.submit(submit, count=description.procs, spool=description.spool)
-            except Exception as exc:
-                self._forget(scheduler)
-                reraise(exc)
-            cluster = int(result.cluster())
-            if description.spool:
-                try:
-                    schedd.spool(list(submit.jobs(count=description.procs, clusterid=cluster)))
-                except Exception as exc:
-                    with contextlib.suppress(Exception):
-                        schedd.act(htcondor.JobAction.Remove, f"ClusterId == {cluster}",
-                                   reason="jobtower: sending the input files failed")
-                    reraise(exc)
+
+        def prepare(schedd: Any) -> None:
+            if not description.spool:
+                self._prepare_folder(job, schedd, attempt_dir)  # type: ignore[arg-type]
+
+        cluster = self._submit_cluster(scheduler, submit, procs=description.procs, spool=description.spool,
+                                       prepare=prepare)
         job.engine_data = {
             "cluster_id": cluster,
             "procs": description.procs,
@@ -305,6 +297,58 @@ class CondorBackend(Backend):
         }
         log.info("job %s attempt %s: HTCondor cluster %s (%s procs)%s", job.pk, job.attempt, cluster,
                  description.procs, f" on {scheduler.name}" if scheduler is not None else "")
+
+    def _submit_cluster(
+        self, scheduler: Scheduler | None, submit: Any, *, procs: int, spool: bool,
+        prepare: Callable[[Any], None] | None = None,
+    ) -> int:
+        """Submit one cluster to the scheduler's schedd (`prepare(schedd)` first); return its id.
+
+        With `spool`, the input files the description names are sent with it (a cluster whose files
+        could not be sent is removed again), and its outputs wait in the schedd's spool for retrieve().
+        """
+        htcondor = bindings()
+        with self._security(scheduler):
+            for retry in (False, True):
+                try:
+                    schedd = self._schedd(scheduler)
+                    if prepare is not None:
+                        prepare(schedd)
+                    result = schedd.submit(submit, count=procs, spool=spool)
+                    break
+                except Exception as exc:
+                    self._forget(scheduler)
+                    # Nothing was submitted when the schedd could not be reached: a restarted schedd
+                    # (a new address, our old security sessions unknown to it) is reached on a second try.
+                    if retry or "Failed to connect" not in str(condor_error(exc)):
+                        reraise(exc)
+                    log.info("could not reach the schedd of %s; trying once more (%s)",
+                             scheduler.name if scheduler is not None else "the local pool", condor_error(exc))
+            cluster = int(result.cluster())
+            if spool:
+                try:
+                    schedd.spool(list(submit.jobs(count=procs, clusterid=cluster)))
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        schedd.act(htcondor.JobAction.Remove, f"ClusterId == {cluster}",
+                                   reason="jobtower: sending the input files failed")
+                    reraise(exc)
+        return cluster
+
+    def _retrieve(self, scheduler: Scheduler | None, cluster: int, *, states: Sequence[int] = (COMPLETED,),
+                  release: bool = True) -> None:
+        """Bring a spooled cluster's outputs back (procs in `states` only); `release` lets it leave the queue."""
+        which = " || ".join(f"JobStatus == {state}" for state in states)
+        with self._security(scheduler):
+            try:
+                schedd = self._schedd(scheduler)
+                schedd.retrieve(f"ClusterId == {cluster} && ({which})")
+                if release:
+                    # Retrieved: the schedd may let the job leave its queue now.
+                    schedd.edit(f"ClusterId == {cluster}", "LeaveJobInQueue", "false")
+            except Exception as exc:
+                self._forget(scheduler)
+                reraise(exc)
 
     # -- tracking -----------------------------------------------------------------------------------
 
@@ -384,13 +428,18 @@ class CondorBackend(Backend):
             if job is not None and _value(ad, "JobtowerJobId") == job.pk:
                 found.setdefault(cluster, {})[int(_value(ad, "ProcId") or 0)] = ad
 
+        constraint = f"ClusterId >= {low} && ClusterId <= {high}"
+        also = self._also_ask(jobs)
+        if also:
+            constraint = f"({constraint}) || {also}"
         with self._security(scheduler):
             schedd = self._schedd(scheduler)
             self.queries += 1
-            for ad in schedd.query(
-                f"JobtowerJobId =!= undefined && ClusterId >= {low} && ClusterId <= {high}", PROJECTION
-            ):
-                keep(ad)
+            for ad in schedd.query(f"JobtowerJobId =!= undefined && ({constraint})", PROJECTION + self.also_project):
+                if _value(ad, "ClusterId") in wanted:
+                    keep(ad)
+                else:
+                    self._keep_other(ad, found)
             gone = [c for c, n in procs.items() if len(found.get(c, {})) < n]
             if gone:
                 self.queries += 1
@@ -401,6 +450,16 @@ class CondorBackend(Backend):
                                          match=sum(procs[c] for c in gone)):
                     keep(ad)
         return found
+
+    #: More attributes the queue query asks for (a subclass's own).
+    also_project: list[str] = []
+
+    def _also_ask(self, jobs: Sequence[Job]) -> str:
+        """Return a constraint for more ads the same queue query should bring (none here)."""
+        return ""
+
+    def _keep_other(self, ad: Any, found: dict[int, dict[int, Any]]) -> None:
+        """Keep an ad of the queue query that is none of the jobs' clusters (ignored here)."""
 
     def _observe(self, job: Job, ads: dict[int, dict[int, Any]]) -> tuple[Observation, bool]:
         """Return the job's observation, and whether HTCondor held a proc of it for a failure."""
@@ -500,13 +559,4 @@ class CondorBackend(Backend):
         cluster = self._cluster(job)
         if cluster is None or not data.get("spool"):
             return
-        scheduler = job.get_scheduler()  # type: ignore[attr-defined]
-        with self._security(scheduler):
-            try:
-                schedd = self._schedd(scheduler)
-                schedd.retrieve(f"ClusterId == {cluster} && JobStatus == {COMPLETED}")
-                # Retrieved: the schedd may let the job leave its queue now.
-                schedd.edit(f"ClusterId == {cluster}", "LeaveJobInQueue", "false")
-            except Exception as exc:
-                self._forget(scheduler)
-                reraise(exc)
+        self._retrieve(job.get_scheduler(), cluster)  # type: ignore[attr-defined]

@@ -267,8 +267,18 @@ class CondorWorkflow(CondorBase):
         from jobtower.models.workflow import check_graph
 
         check_graph(self.pk)
-        self.node_descriptions()
-        self.get_scheduler()
+        descriptions = self.node_descriptions()
+        if self.get_scheduler() is not None:
+            # Spooled: what cannot go to the schedd's spool is refused now, while the job is still Pending.
+            from pathlib import Path
+
+            from jobtower.backends.condor_templates import node_folder
+            from jobtower.backends.dagman import _config_environment, spooled_node
+
+            _config_environment(self.config or "")
+            for node in self.node_set.order_by("id"):
+                folder = Path(node_folder(self.folder, self.attempt, node.name))
+                spooled_node(descriptions[node.name].commands, folder, node.name, node.remote_input_files)
 
 
 def _argv(value: Any) -> list[str]:

@@ -291,3 +291,19 @@ def store_statuses(workflow_id: int, states: Mapping[str, Status], messages: Map
             default=models.F("status_message"), output_field=models.TextField(),
         )
     return int(WorkflowNode.objects.filter(workflow_id=workflow_id, name__in=names).update(**values))
+
+
+def reset_for_attempt(workflow_id: int, finished: Iterable[str]) -> int:
+    """Start a new attempt's node rows: `finished` nodes (not run again) are Complete, the others Pending
+    with no message and no run times, so nothing of an earlier attempt's failure shows. Return rows written.
+    """
+    done = list(finished)
+    nodes = WorkflowNode.objects.filter(workflow_id=workflow_id)
+    written = nodes.exclude(name__in=done).update(
+        status=Status.PENDING.value, status_message="", start_time=None, completion_time=None,
+    )
+    if done:
+        written += nodes.filter(name__in=done).exclude(status=Status.COMPLETE.value).update(
+            status=Status.COMPLETE.value, status_message="",
+        )
+    return int(written)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +32,7 @@ from jobtower.registry import job_class
 from jobtower.statuses import Status
 from jobtower.web.api import parsing, render, schemas
 from jobtower.web.api.errors import ApiError
-from jobtower.web.api.schemas import DEFAULT_APP, Error, History, JobOut, JobPage, Logs
+from jobtower.web.api.schemas import DEFAULT_APP, Error, History, JobOut, JobPage, Logs, Nodes
 from jobtower.web.permissions import is_manager, may_run_code, may_use_app, visible_jobs
 
 log = logging.getLogger("jobtower")
@@ -50,6 +52,7 @@ NOT_FROM_API = {
 router = Router(tags=["jobs"])
 
 JobId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="the job's id")]
+NodeName = Annotated[str, PathParam(min_length=1, max_length=255, description="the node's name")]
 
 
 def errors(*codes: int) -> dict[int, Any]:
@@ -506,3 +509,97 @@ def job_history(request: HttpRequest, job_id: JobId) -> HttpResponse:
             for event in job.history()
         ]
     })
+
+
+# -- a workflow's nodes ---------------------------------------------------------------------------
+
+_NODE_LOGS_PARAMS: list[dict[str, Any]] = [
+    {"name": "stream", "schema": {"type": "string", "enum": ["stdout", "stderr"]}, "description": "only this log"},
+    _LOGS_PARAMS[1],
+]
+
+
+def _workflow(request: HttpRequest, job_id: int) -> Job:
+    """Return the workflow the caller may see; a job that is not a workflow is a 404 too."""
+    from jobtower.models import CondorWorkflow
+
+    job = _job(request, job_id)
+    if not isinstance(job, CondorWorkflow):
+        raise ApiError(404, f"job {job.pk} is a {job.job_type} job, not a workflow (CONDORWORKFLOW): it has no nodes")
+    return job
+
+
+@router.get("/jobs/{job_id}/nodes/", url_name="api-job-nodes", operation_id="getJobNodes",
+            response={200: Nodes, **errors(401, 404)}, summary="Get a workflow's nodes as last stored.")
+def job_nodes(request: HttpRequest, job_id: JobId) -> HttpResponse:
+    """Return the workflow's nodes: statuses, parents, throttles and run times (no engine is asked)."""
+    from jobtower.models.workflow import WorkflowNode, graph
+
+    parsing.check_query(request, [])
+    job = _workflow(request, job_id)
+    edges = graph(job.pk)
+    names = {node_id: name for node_id, (name, _) in edges.items()}
+    rows = []
+    for node in WorkflowNode.objects.filter(workflow_id=job.pk).order_by("id"):
+        code = node.status_code
+        run_time = node.run_time
+        rows.append({
+            "name": node.name,
+            "status": code.display,
+            "status_code": code.value,
+            "status_message": node.status_message,
+            "parents": sorted(names[p] for p in edges.get(node.pk, ("", []))[1] if p in names),
+            "category": node.category,
+            "retry": node.retry,
+            "start_time": render._iso(node.start_time),
+            "completion_time": render._iso(node.completion_time),
+            "run_time": run_time.total_seconds() if run_time != "" else None,
+            "logs": reverse("jobtower:api-job-node-logs", kwargs={"job_id": str(job.pk), "name": node.name}),
+        })
+    return JsonResponse({"results": rows})
+
+
+@router.get("/jobs/{job_id}/nodes/{name}/logs/", url_name="api-job-node-logs", operation_id="getJobNodeLogs",
+            response={200: Logs, **errors(400, 401, 404)}, summary="Get the end of a node's stdout and stderr.",
+            openapi_extra={"parameters": query_parameters(_NODE_LOGS_PARAMS)})
+def job_node_logs(request: HttpRequest, job_id: JobId, name: NodeName) -> HttpResponse:
+    """Return the end of the node's stdout and stderr in this attempt, read from its own folder only."""
+    from jobtower.backends.condor_templates import node_folder
+    from jobtower.models.workflow import NODE_NAME
+
+    parsing.check_query(request, [p["name"] for p in _NODE_LOGS_PARAMS])
+    job = _workflow(request, job_id)
+    limit = parsing.int_param(request, "tail", DEFAULT_LOG_TAIL, 1, MAX_LOG_TAIL)
+    wanted = request.GET.get("stream") or None
+    if wanted not in (None, "stdout", "stderr"):
+        raise ApiError(400, f"stream must be stdout or stderr, not {wanted!r:.60}")
+    if not NODE_NAME.fullmatch(name) or not job.node_set.filter(name=name).exists():
+        known = ", ".join(job.node_set.order_by("id").values_list("name", flat=True)[:50]) or "none"
+        raise ApiError(404, f"workflow {job.pk} has no node {name!r:.80}; its nodes are: {known}")
+    folder = Path(node_folder(job.folder, job.attempt, name))
+    return JsonResponse({
+        stream: _tail_inside(folder, f"{stream}.txt", limit)
+        for stream in ("stdout", "stderr")
+        if wanted in (None, stream)
+    })
+
+
+def _tail_inside(folder: Path, file_name: str, limit: int) -> str:
+    """Return the end of folder/file_name, or "" when it is missing or leads out of `folder` (a link)."""
+    try:
+        root = folder.resolve(strict=True)
+        target = (folder / file_name).resolve(strict=True)
+    except OSError:
+        return ""
+    if target.parent != root:
+        return ""  # a node job may leave a link where its log was: never follow it out of the folder
+    try:  # and not if it becomes a link after the check
+        handle = os.fdopen(os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
+    except OSError:
+        return ""
+    with handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return ""
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - limit))
+        return _decode_tail(handle.read(limit), cut=size > limit)

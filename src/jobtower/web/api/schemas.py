@@ -110,6 +110,31 @@ class Logs(RootModel[dict[str, str]]):
     """The end of each log by stream name: {"stdout": "...", "stderr": "..."}."""
 
 
+class Node(BaseModel):
+    """One node of a workflow, as last stored (no engine is asked)."""
+
+    name: str
+    status: str = Field(json_schema_extra={"enum": [s.display for s in Status]})
+    status_code: str = Field(json_schema_extra={"enum": [s.value for s in Status]})
+    status_message: str
+    parents: list[str] = Field(description="the names of the nodes that run before this one")
+    category: str = Field(description="its throttle category (the workflow's max_jobs), or empty")
+    retry: Optional[int] = Field(description="how often DAGMan runs it again after a failure")  # noqa: UP045
+    start_time: _Time = Field(json_schema_extra={"format": "date-time"},
+                              description="when it was first seen queued or running in this attempt")
+    completion_time: _Time = Field(json_schema_extra={"format": "date-time"})
+    run_time: Optional[float] = Field(  # noqa: UP045
+        description="seconds since it was first seen queued (so far); null before that"
+    )
+    logs: str = Field(description="its stdout and stderr in the API")
+
+
+class Nodes(BaseModel):
+    """A workflow's nodes, in the order they were added."""
+
+    results: list[Node]
+
+
 # -- settings: from SpecField declarations to pydantic ---------------------------------------------
 
 _PLAIN = {list: "array", dict: "object", str: "string", bool: "boolean", int: "integer", float: "number"}
