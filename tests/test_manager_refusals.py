@@ -186,3 +186,126 @@ def test_the_manager_logs_under_the_jobtower_logger(job_manager, user, memory, c
     with caplog.at_level(logging.WARNING, logger="jobtower"), pytest.raises(SubmitError):
         job.execute()
     assert any(r.name == "jobtower" for r in caplog.records), [r.name for r in caplog.records]
+
+
+# -- the status callback's token -------------------------------------------------------------------
+
+
+def test_a_callback_token_is_valid_for_its_own_job_only() -> None:
+    from django.core import signing
+
+    from jobtower.manager import callback_token, valid_callback_token
+
+    token = callback_token(41)
+    assert valid_callback_token(41, token)
+    assert not valid_callback_token(42, token)
+    assert not valid_callback_token(41, "forged")
+    assert not valid_callback_token(41, signing.Signer(salt="another.purpose").signature("41"))
+
+
+# -- transition(), the one writer of status --------------------------------------------------------
+
+
+@pytest.fixture
+def job(job_manager, user):
+    made = job_manager.create_job(name="t", user=user, job_type="BASIC")
+    made.save()
+    return made
+
+
+def stored(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_move_without_a_message_leaves_none(job) -> None:
+    from jobtower.manager import transition
+
+    Job.objects.filter(pk=job.pk).update(status_message="old news")
+    assert transition(job, Status.SUBMITTED, source="test")
+    assert stored(job).status_message == ""
+    assert [e.message for e in stored(job).history()] == [""]
+
+
+def test_a_move_records_the_check_time_only_when_given_one(job) -> None:
+    import datetime
+
+    from jobtower.manager import transition
+
+    checked = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    transition(job, Status.SUBMITTED, source="test", check_time=checked)
+    assert stored(job).last_status_check == checked
+    transition(job, Status.RUNNING, source="test")
+    assert stored(job).last_status_check == checked
+
+
+def test_reaching_results_ready_gives_the_results_step_all_its_tries(job_manager, user, set_status) -> None:
+    from jobtower.manager import transition
+
+    job = job_manager.create_job(name="r", user=user, job_type="BASIC",
+                                 process_results_function="tests.results_functions.record")
+    job.save()
+    set_status(job, Status.RUNNING)
+    Job.objects.filter(pk=job.pk).update(results_tries=2)
+    assert transition(job, Status.COMPLETE, source="test")
+    after = stored(job)
+    assert after.status_code is Status.RESULTS_READY and after.results_tries == 0
+
+
+def test_a_move_from_an_outdated_status_rereads_the_stored_one_and_moves_from_it(job) -> None:
+    from jobtower.manager import transition
+
+    Job.objects.filter(pk=job.pk).update(_status=Status.RUNNING.value)  # another process moved it
+    assert job.status_code is Status.PENDING
+    assert transition(job, Status.COMPLETE, source="test")
+    assert [(e.from_status, e.to_status) for e in stored(job).history()] == [("RUN", "COM")]
+
+
+def test_a_move_that_expected_another_status_is_refused_or_ignored(job) -> None:
+    from jobtower.errors import InvalidTransition
+    from jobtower.manager import transition
+
+    Job.objects.filter(pk=job.pk).update(_status=Status.RUNNING.value)
+    assert transition(job, Status.SUBMITTED, source="test", expected=Status.PENDING, strict=False) is False
+    with pytest.raises(InvalidTransition, match="another request changed it first"):
+        transition(job, Status.SUBMITTED, source="test", expected=Status.PENDING)
+    assert stored(job).status_code is Status.RUNNING and not stored(job).history()
+
+
+def test_a_move_of_a_job_deleted_meanwhile_is_ignored_or_refused(job) -> None:
+    from jobtower.manager import transition
+
+    Job.objects.filter(pk=job.pk).delete()
+    assert transition(job, Status.SUBMITTED, source="engine", strict=False) is False
+    with pytest.raises(Job.DoesNotExist, match="no longer exists"):
+        transition(job, Status.SUBMITTED, source="test")
+
+
+# -- what engines report ---------------------------------------------------------------------------
+
+
+def test_an_engines_message_is_kept_up_to_its_bound_and_cut_beyond() -> None:
+    from jobtower.backends.base import Observation
+    from jobtower.manager import sanitize
+
+    assert sanitize(Observation(Status.RUNNING, "m" * 4000)).message == "m" * 4000
+    assert sanitize(Observation(Status.RUNNING, "m" * 4001)).message == "m" * 4000
+    assert sanitize(Observation(Status.RUNNING, "m" * 4001, progress=5)).message == "m" * 4000
+
+
+def test_a_result_is_kept_up_to_a_million_bytes_of_json() -> None:
+    from jobtower.backends.base import Observation
+    from jobtower.manager import sanitize
+
+    largest = "r" * (1_000_000 - 2)  # its JSON adds two quotes
+    assert sanitize(Observation(Status.COMPLETE, result=largest)).result == largest
+    refused = sanitize(Observation(Status.COMPLETE, result=largest + "r"))
+    assert refused.status is Status.ERROR and "1,000,001 bytes" in refused.message
+
+
+def test_a_polls_moves_are_recorded_as_the_engines(job, set_status) -> None:
+    from jobtower.backends.base import Observation, PollResult
+    from jobtower.manager import apply_poll
+
+    set_status(job, Status.SUBMITTED)
+    assert apply_poll([job], PollResult(observations={job.pk: Observation(Status.RUNNING)})) == 1
+    assert [e.source for e in stored(job).history()] == ["engine"]
