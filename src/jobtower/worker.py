@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jobtower import manager
 from jobtower.backends import backend_for, get_backend, local
-from jobtower.backends.base import Observation
+from jobtower.backends.base import Observation, PollResult
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 
@@ -90,13 +90,17 @@ class LocalWorker:
             fd = self.pidfds.pop(job.pk, None)
             if fd is not None:
                 os.close(fd)
+        jobs = [job for job, _ in finished]
+        answer = PollResult()
         if finished:
             # A supervisor that could not record the start never ran its job: only we can tell why.
             failed = {job.pk: why for job, process in finished if (why := local.start_failure(job, process))}
-            jobs = [job for job, _ in finished]
             answer = manager.poll(self.backend, [job for job in jobs if job.pk not in failed])
             answer.observations.update({pk: Observation(Status.ERROR, why) for pk, why in failed.items()})
-            manager.apply_poll(jobs, answer, source="worker")
+        # How the finished jobs ended and the next claim: one transaction.
+        _, claimed = manager.finish_and_claim(
+            jobs, answer, self.job_types, self.concurrency - len(self.running), source="worker"
+        )
         if self.running:
             self.backend.enforce([job for job, _ in self.running.values()])
         elif time.monotonic() >= self.next_escalation:
@@ -104,7 +108,6 @@ class LocalWorker:
             # here even when we run nothing (enforce() above does it otherwise).
             self.next_escalation = time.monotonic() + ESCALATE_EVERY
             local.escalate_stops()
-        claimed = manager.claim(self.job_types, self.concurrency - len(self.running), source="worker")
         for job in claimed:
             self._start(job)
         return bool(finished or claimed)
