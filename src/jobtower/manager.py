@@ -693,8 +693,9 @@ def _guarded_update(cursor: Any, db: Any, values: Mapping[str, Any], ids: list[i
     assignments, params = [], []
     for name, value in values.items():
         field = meta.get_field(name)
+        assert isinstance(field, models.Field)
         assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, db))  # type: ignore[union-attr]
+        params.append(field.get_db_prep_save(value, db))
     marks = ", ".join(["%s"] * len(ids))
     cursor.execute(
         f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
@@ -704,7 +705,9 @@ def _guarded_update(cursor: Any, db: Any, values: Mapping[str, Any], ids: list[i
     return {row[0] for row in cursor.fetchall()}
 
 
-def _claim_rows(cursor: Any, db: Any, using: str, job_types: list[str], limit: int, now: datetime.datetime) -> list[Job]:
+def _claim_rows(
+    cursor: Any, db: Any, using: str, job_types: list[str], limit: int, now: datetime.datetime
+) -> list[Job]:
     """Claim up to `limit` Submitted jobs of `job_types` (oldest first) in one UPDATE; return them."""
     from django.db.models.sql import Query
 
