@@ -80,6 +80,8 @@ class LocalWorker:
         self.pidfds: dict[int, int] = {}
         self.heartbeat = Heartbeat("worker", self.name, self.concurrency)
         self.next_escalation = 0.0
+        #: Where this host's submitters say a job was queued (made when run() starts).
+        self.wakeup: local.WakeupSocket | None = None
 
     def step(self) -> bool:
         """Finish what ended, enforce timeouts, claim and start new jobs; True if anything happened."""
@@ -135,6 +137,11 @@ class LocalWorker:
         """Work until `stop` is set or SIGTERM/SIGINT (or, with until_idle, no work is left)."""
         stop = stop or threading.Event()
         _stop_on_signals(stop)
+        try:
+            self.wakeup = local.WakeupSocket()
+        except OSError as exc:
+            log.warning("%s: no wake-up socket in %s (%s); new jobs are found by looking every %g s",
+                        self.name, local.wakeup_dir(), exc, self.idle_sleep)
         self.heartbeat.beat(force=True)
         log.info("%s: running up to %d LOCAL jobs at once", self.name, self.concurrency)
         try:
@@ -157,25 +164,35 @@ class LocalWorker:
             for fd in self.pidfds.values():
                 os.close(fd)
             self.pidfds.clear()
+            if self.wakeup is not None:
+                self.wakeup.close()
+                self.wakeup = None
             self.heartbeat.remove()
             connections.close_all()
 
     def wait(self, stop: threading.Event) -> None:
-        """Wait until a running job's supervisor exits, or `idle_sleep` passes (new jobs are claimed then).
+        """Wait until a running job's supervisor exits, a job is queued, or `idle_sleep` passes.
 
         A supervisor's pidfd becomes readable when it exits, so a finished job is recorded at once
-        instead of at the next look. Without pidfds (an old kernel), look again soon while jobs run.
+        instead of at the next look; the wake-up socket becomes readable when a job is executed on
+        this host, so it is claimed at once. The queue is looked at every `idle_sleep` seconds anyway
+        (jobs queued from another host, or by a resume). Without pidfds (an old kernel), look again
+        soon while jobs run.
         """
-        if not self.running:
-            stop.wait(self.idle_sleep)
-            return
+        full = len(self.running) >= self.concurrency
         if len(self.pidfds) < len(self.running):
-            full = len(self.running) >= self.concurrency
             stop.wait(0.01 if full else self.idle_sleep)
             return
+        waiting = list(self.pidfds.values())
+        if self.wakeup is not None and not full:
+            waiting.append(self.wakeup.fileno())
+        if not waiting:
+            stop.wait(self.idle_sleep)
+            return
         # While every slot is taken there is nothing to claim: only an exit matters, so wait longer.
-        timeout = max(self.idle_sleep, 1.0) if len(self.running) >= self.concurrency else self.idle_sleep
-        select.select(list(self.pidfds.values()), [], [], timeout)
+        ready, _, _ = select.select(waiting, [], [], max(self.idle_sleep, 1.0) if full else self.idle_sleep)
+        if self.wakeup is not None and self.wakeup.fileno() in ready:
+            self.wakeup.drain()
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

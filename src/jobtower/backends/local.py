@@ -24,8 +24,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -222,6 +224,105 @@ def escalate_stops() -> int:
     return killed
 
 
+#: The longest path a Unix socket can be bound to is 108 bytes (with its NUL); longer ones are reached
+#: through the folder's descriptor, /proc/self/fd/<n>/<name>.
+_SOCKET_PATH_MAX = 100
+
+
+def wakeup_dir() -> Path:
+    """Return the folder of the sockets idle workers wait on: one per worker, named after its host."""
+    from jobtower import conf
+
+    return conf.home() / "run" / "wake"
+
+
+def _socket_path(folder: Path, name: str, folder_fd: int | None) -> str:
+    path = os.path.join(folder, name)
+    if len(os.fsencode(path)) <= _SOCKET_PATH_MAX or folder_fd is None:
+        return path
+    return f"/proc/self/fd/{folder_fd}/{name}"
+
+
+class WakeupSocket:
+    """A worker's Unix datagram socket in wakeup_dir(): a byte there means a LOCAL job was queued.
+
+    It lets an idle worker claim a job the moment it is executed instead of at its next look at the
+    queue. Only processes on this host (which share the home folder) can reach it; a worker without
+    one (another host, or the socket could not be made) still finds every job by looking.
+    """
+
+    def __init__(self) -> None:
+        folder = wakeup_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        # Random, so a path is bound once ever: a socket that refuses is gone for good (see wake_workers).
+        self.name = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.sock"
+        self.path = folder / self.name
+        folder_fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(_socket_path(folder, self.name, folder_fd))
+        except OSError:
+            self.sock.close()
+            raise
+        finally:
+            os.close(folder_fd)
+
+    def fileno(self) -> int:
+        """Return the socket's descriptor (readable when a wake-up came), for select()."""
+        return self.sock.fileno()
+
+    def drain(self) -> int:
+        """Read every wake-up that came (they all mean the same); return how many."""
+        count = 0
+        while True:
+            try:
+                self.sock.recv(64)
+            except OSError:  # BlockingIOError: nothing more to read
+                return count
+            count += 1
+
+    def close(self) -> None:
+        """Close the socket and remove its file."""
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def wake_workers() -> int:
+    """Tell this host's workers that a LOCAL job was queued; return how many were told. Never blocks.
+
+    A socket whose worker is gone refuses the byte and is removed. Sockets of other hosts (a home
+    folder on a shared file system) are left alone: their workers find the job by looking.
+    """
+    folder = wakeup_dir()
+    prefix = socket.gethostname() + "."
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(prefix) and name.endswith(".sock")]
+    except OSError:
+        return 0
+    if not names:
+        return 0
+    told = 0
+    folder_fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sender.setblocking(False)
+        for name in names:
+            try:
+                sender.sendto(b"!", _socket_path(folder, name, folder_fd))
+                told += 1
+            except BlockingIOError:
+                told += 1  # its queue is full of wake-ups it has not read yet: it is awake
+            except ConnectionRefusedError:
+                (folder / name).unlink(missing_ok=True)  # its worker is gone (a path is bound only once)
+            except OSError:
+                pass  # removed meanwhile, or not a socket: it finds the job by looking
+    finally:
+        sender.close()
+        os.close(folder_fd)
+    return told
+
+
 def copy_inputs(job: Job) -> None:
     """Copy the job's remote_input_files into its folder (where it runs), as SLURM does.
 
@@ -328,7 +429,7 @@ class LocalBackend(Backend):
 
         With no live worker, the job still waits in the queue, but its status message says why.
         """
-        from django.db import connection
+        from django.db import connection, transaction
 
         attempt_dir(job).mkdir(parents=True, exist_ok=True)
         copy_inputs(job)
@@ -338,6 +439,9 @@ class LocalBackend(Backend):
         with connection.cursor() as cursor:
             cursor.execute(_LIVE_WORKER_SQL, [connection.ops.adapt_datetimefield_value(horizon)])
             alive = cursor.fetchone() is not None
+        if alive:
+            # Once the move to Submitted is committed (now, or when the caller's transaction is).
+            transaction.on_commit(wake_workers, robust=True)
         return None if alive else NO_WORKER
 
     def observe_one(self, job: LocalJob, folder: str | None = None) -> Observation | None:
