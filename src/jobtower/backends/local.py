@@ -6,7 +6,7 @@ engine knows, so the outcome survives the death of the worker that started it:
     run.json        what was run (argv, environment names, timeout)
     supervisor.pid  the supervisor's pid, which is also the process group of the whole job
     stdout.txt      the job's standard output; stderr.txt its standard error
-    exit.json       written by the supervisor when the job ends: {"exit_code": n, "end_time": t}
+    exit.json       written by the supervisor when the job ends: {"exit_code": n}
     exit.reserved   room for that record, reserved at the start; it holds it when the disk was full
     progress.json   written by the job (jobtower.progress()): {"percent": p, "message": "..."}
     result.json     a function job's return value
@@ -15,13 +15,14 @@ engine knows, so the outcome survives the death of the worker that started it:
 A stop or a timeout sends SIGTERM at once and leaves `<home>/run/stopping/<pgid>.json` with a
 deadline; the worker (and the monitor, in enforce()) sends SIGKILL to what is left after it.
 
-The supervisor is bash (a few milliseconds to start, unlike a Python interpreter) running the job in
-the foreground of its own session; the job's current directory is the job folder itself.
+The supervisor is a POSIX shell script (/bin/sh: a millisecond or two of CPU, unlike a Python
+interpreter) leading the job's own session; the job's current directory is the job folder itself.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import secrets
@@ -44,12 +45,13 @@ from jobtower.statuses import Status
 if TYPE_CHECKING:
     from jobtower.models import Job, LocalJob
 
-#: bash: record our pid (= the job's process group), run the job, record how it ended.
+#: A POSIX shell script: record our pid (= the job's process group), run the job, record how it ended.
 #: Before anything runs, room for the exit record is reserved and the pid is written; if either
 #: fails (a full disk) the job is not run at all, because without a pid it would read as never
 #: started and be queued again. The error goes to our stderr, a pipe the worker reads (exit 97/98).
 #: The job runs in the background so that SIGTERM to the group (stop, timeout) ends the job while
 #: the supervisor, whose TERM handler does nothing, lives on to record the exit. SIGKILL ends both.
+#: The job's program is exec'd, never run as a shell builtin (["echo", ...] is /usr/bin/echo).
 #: When exit.json cannot be written at the end, the record overwrites the reserved bytes in place,
 #: which needs no new space. A pause() that came before our pid was written left only its marker:
 #: hold() writes the marker then reads the pid, we write the pid then read the marker, so one of us
@@ -61,16 +63,17 @@ echo $$ > "$d/supervisor.pid" || exit 98
 [ -e "$d/paused" ] && kill -STOP $$
 exec 2>/dev/null
 trap : TERM
-"$@" </dev/null >"$d/stdout.txt" 2>"$d/stderr.txt" &
+exec "$@" </dev/null >"$d/stdout.txt" 2>"$d/stderr.txt" &
 child=$!
 wait $child; code=$?
 while kill -0 $child 2>/dev/null; do wait $child; code=$?; done
-printf -v record '{"exit_code": %d, "end_time": %s}' "$code" "$EPOCHREALTIME"
-echo "$record" > "$d/exit.json" || echo "$record" 1<>"$d/exit.reserved"
+printf '{"exit_code": %d}\n' "$code" > "$d/exit.json" || printf '{"exit_code": %d}\n' "$code" 1<>"$d/exit.reserved"
 """
 #: Exit codes of a supervisor that could not write a file before the start: the job never ran.
 NOT_STARTED = {97: "exit.reserved", 98: "supervisor.pid"}
-BASH = "/bin/bash"
+#: The supervisor's shell: any POSIX sh. Debian's dash starts and forks in about half the CPU time
+#: of bash, which counts when thousands of short jobs run.
+SHELL = "/bin/sh"
 #: What a job inherits from the worker's environment (and LC_*). Nothing else: the server's secret
 #: key and database URLs would let a job's owner forge signatures and read every job.
 INHERITED_ENVIRONMENT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
@@ -373,7 +376,7 @@ def spawn(job: LocalJob, *, extra_env: dict[str, str] | None = None) -> subproce
     }
     (folder / "run.json").write_text(json.dumps(spec, indent=1))
     return subprocess.Popen(
-        [BASH, "-c", SUPERVISOR, "jobtower-supervisor", str(folder), *spec["argv"]],
+        [SHELL, "-c", SUPERVISOR, "jobtower-supervisor", str(folder), *spec["argv"]],
         cwd=job.folder,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -392,9 +395,17 @@ def start_failure(job: Job, process: subprocess.Popen[bytes]) -> str | None:
     name = NOT_STARTED.get(process.returncode)
     if name is None:
         return None
-    # bash says "<where>: <what>: No space left on device"; the last part is the reason.
+    # The shell says "<where>: <what>: <reason>"; the last part is the reason.
     reason = said.rsplit(": ", 1)[-1] or f"exit code {process.returncode}"
-    return f"could not write {name} in {attempt_dir(job)}: {reason}"
+    folder = attempt_dir(job)
+    if reason == "I/O error":
+        # dash reports a failed write without its errno; a disk with no free block is the usual cause.
+        try:
+            if os.statvfs(folder).f_bavail == 0:
+                reason = os.strerror(errno.ENOSPC)
+        except OSError:
+            pass
+    return f"could not write {name} in {folder}: {reason}"
 
 
 def _timed_out(job: LocalJob) -> str:
