@@ -29,6 +29,8 @@ log = logging.getLogger("jobtower.worker")
 HEARTBEAT_EVERY = 5.0
 #: Seconds between looks for stopped jobs due for SIGKILL while no job runs here.
 ESCALATE_EVERY = 0.2
+#: The longest a wait goes without checking whether the worker was asked to stop.
+STOP_CHECK_EVERY = 0.25
 
 
 def local_job_types() -> list[str]:
@@ -190,9 +192,17 @@ class LocalWorker:
             stop.wait(self.idle_sleep)
             return
         # While every slot is taken there is nothing to claim: only an exit matters, so wait longer.
-        ready, _, _ = select.select(waiting, [], [], max(self.idle_sleep, 1.0) if full else self.idle_sleep)
-        if self.wakeup is not None and self.wakeup.fileno() in ready:
-            self.wakeup.drain()
+        deadline = time.monotonic() + (max(self.idle_sleep, 1.0) if full else self.idle_sleep)
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            # In slices, so that a stop (another thread's, or SIGTERM's handler) is seen soon.
+            ready, _, _ = select.select(waiting, [], [], min(left, STOP_CHECK_EVERY))
+            if ready:
+                if self.wakeup is not None and self.wakeup.fileno() in ready:
+                    self.wakeup.drain()
+                return
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
