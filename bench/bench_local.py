@@ -652,7 +652,7 @@ def throughput_table(runs: list[dict], n_jobs: int, rate: float, steady: int) ->
         ("first start -> last Complete  jobs/s", lambda r: fmt(r.get("span_jobs_per_s"))),
         ("workers start -> first Complete  s", lambda r: fmt(r.get("first_complete_after_s"), 2)),
         ("backlog CPU ms/job: workers' python", lambda r: fmt(g(r, "cpu_ms_per_job", "workers_python"), 2)),
-        ("  supervisors (bash) + jobs (true)", lambda r: fmt(g(r, "cpu_ms_per_job", "supervisors_and_jobs"), 2)),
+        ("  supervisors (sh) + jobs (true)", lambda r: fmt(g(r, "cpu_ms_per_job", "supervisors_and_jobs"), 2)),
         ("  monitor / driver's polling", lambda r: "{} / {}".format(
             fmt(g(r, "cpu_ms_per_job", "monitor"), 2), fmt(g(r, "cpu_ms_per_job", "driver_polling"), 2))),
         ("  whole machine (both CPUs)", lambda r: fmt(g(r, "cpu_ms_per_job", "machine_busy_ms"), 2)),

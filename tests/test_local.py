@@ -7,7 +7,7 @@ import time
 import pytest
 
 from jobtower.backends import local
-from jobtower.models import Job, LocalJob
+from jobtower.models import Job, JobEvent, LocalJob
 from jobtower.statuses import Status
 from tests.conftest import ended, gone, group_frozen, status_is, wait_for
 
@@ -238,3 +238,33 @@ def test_a_pause_between_claim_and_start_keeps_the_job_from_running(job_manager,
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_recording_ends_and_claiming_in_one_go_leaves_a_job_stopped_meanwhile_alone(
+    job_manager, user, transactional_db
+) -> None:
+    from jobtower import manager
+    from jobtower.backends.base import Observation, PollResult
+
+    first, second = (job_manager.create_job(name=f"j{i}", user=user, job_type="LOCAL", command=["true"])
+                     for i in range(2))
+    first.execute()
+    (running,) = manager.claim(["LOCAL"], 1, source="worker")
+    second.execute()
+    # A user stops the job while its worker, which still holds it as Running, records that it ended.
+    manager.transition(Job.objects.get(pk=running.pk), Status.ABORTED, source="stop", message="stopped by a user")
+    finished = {running.pk: Observation(Status.COMPLETE, "")}
+    moved, claimed = manager.finish_and_claim([running], PollResult(observations=finished), ["LOCAL"], 5,
+                                              source="worker")
+    assert moved == 0 and [job.pk for job in claimed] == [second.pk]
+    assert claimed[0].status_code is Status.RUNNING and claimed[0].command == ["true"]
+    stopped = Job.objects.get(pk=running.pk)
+    assert stopped.status_code is Status.ABORTED and stopped.status_message == "stopped by a user"
+    assert [(e.from_status, e.to_status) for e in stopped.history()] == [("PEN", "SUB"), ("SUB", "RUN"), ("RUN", "ABT")]
+    assert [(e.from_status, e.to_status, e.source) for e in Job.objects.get(pk=second.pk).history()] == [
+        ("PEN", "SUB", "execute"), ("SUB", "RUN", "worker")]
+    # The claimed job's end is recorded with the next claim (none left): one event, one move.
+    done = {second.pk: Observation(Status.COMPLETE, "")}
+    assert manager.finish_and_claim(claimed, PollResult(observations=done), ["LOCAL"], 5, source="worker") == (1, [])
+    assert Job.objects.get(pk=second.pk).status_code is Status.COMPLETE
+    assert JobEvent.objects.filter(job_id=second.pk, to_status="COM").count() == 1

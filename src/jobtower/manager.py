@@ -580,36 +580,178 @@ def _move_many(jobs: list[Job], current: Status, new: Status, message: str, sour
 
 def claim(job_types: Iterable[str], limit: int, *, source: str) -> list[Job]:
     """Move up to `limit` Submitted jobs of `job_types` to Running for one worker; never twice."""
-    if limit <= 0:
-        return []
+    return finish_and_claim([], PollResult(), job_types, limit, source=source)[1]
+
+
+def finish_and_claim(
+    finished: list[Job], answer: PollResult, job_types: Iterable[str], limit: int, *, source: str
+) -> tuple[int, list[Job]]:
+    """Record how a worker's `finished` jobs ended and claim up to `limit` queued ones, in one transaction.
+
+    A LOCAL worker does this at every wake-up, so it is written as a few prepared statements: the
+    ended jobs' guarded UPDATE, the claim's UPDATE (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's
+    IMMEDIATE transaction holds the lock), and one INSERT of every move's JobEvent. Observations that
+    carry more than a final status (a result, progress, a results step, a stale mark to clear) take
+    apply_poll()'s path. A job moved meanwhile by someone else (a stop, the monitor) is re-checked from
+    its new status after the commit. Return (how many finished jobs moved, the jobs claimed).
+    """
     job_types = list(job_types)
-    # A plain read first: an idle worker polling the queue takes no write lock (SQLite's BEGIN
-    # IMMEDIATE would otherwise serialize every idle poll with real writers).
-    if not Job.objects.filter(job_type__in=job_types, _status=Status.SUBMITTED.value).exists():
-        return []
-    with transaction.atomic():
-        # FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock.
-        jobs = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(job_type__in=job_types, _status=Status.SUBMITTED.value)
-            .order_by("id")[:limit]
-        )
-        if not jobs:
-            return []
-        now = timezone.now()
-        values = {"_status": Status.RUNNING.value, "status_message": "", "start_time": now,
-                  "last_status_check": now}
-        Job.objects.filter(pk__in=[j.pk for j in jobs], _status=Status.SUBMITTED.value).update(**values)
-        JobEvent.objects.bulk_create(
-            JobEvent(job_id=j.pk, attempt=j.attempt, from_status=Status.SUBMITTED.value,
-                     to_status=Status.RUNNING.value, time=now, source=source)
-            for j in jobs
-        )
-        outbox.enqueue([outbox.Move(j, Status.SUBMITTED, Status.RUNNING, source, "", j.attempt, now) for j in jobs])
-    for job in jobs:
+    fast: dict[tuple[Status, Status, str], list[Job]] = {}
+    slow: list[Job] = []
+    for job in finished:
+        raw = answer.observations.get(job.pk)
+        if raw is None:
+            slow.append(job)
+            continue
+        observation = sanitize(raw)
+        current, new = job.status_code, observation.status
+        if (
+            _plain(observation) and new.is_terminal and statuses.is_legal(current, new)
+            and job.stale_since is None
+            and not (new in (Status.COMPLETE, Status.VARIOUS_COMPLETE) and has_results_step(job))
+        ):
+            fast.setdefault((current, new, observation.message), []).append(job)
+        else:
+            slow.append(job)
+    moved = apply_poll(slow, answer, source=source) if slow else 0
+    if not fast and (limit <= 0 or not job_types or not _queued(job_types)):
+        # An idle worker asks with a plain read first: it takes no write lock (SQLite's BEGIN
+        # IMMEDIATE would otherwise serialize every idle look with real writers).
+        return moved, []
+    from django.db import connections
+
+    using = router.db_for_write(Job)
+    db = connections[using]
+    now = timezone.now()
+    ended: list[tuple[Job, Status, Status, str, dict[str, Any]]] = []
+    late: list[tuple[Job, Status, str]] = []
+    claimed: list[Job] = []
+    try:
+        with transaction.atomic(using=using), db.cursor() as cursor:
+            claimed = _finish_and_claim_rows(cursor, db, using, fast, ended, late, job_types, limit, now, source)
+    except DatabaseError as exc:
+        # Said in one line (a traceback adds nothing); the jobs' news goes the slower way, job by job,
+        # so one job the database refuses cannot hold back the others. The next wake-up claims.
+        log.warning("recording %d finished jobs and claiming failed (%s: %s); recording them one by one",
+                    sum(map(len, fast.values())), type(exc).__name__, exc)
+        jobs = [job for group in fast.values() for job in group]
+        return moved + apply_poll(jobs, answer, source=source), []
+    claim_values = {"_status": Status.RUNNING.value, "status_message": "", "start_time": now,
+                    "last_status_check": now}
+    for job, current, new, message, values in ended:
         job._set(**values)
+        _announce(job, current, new, source, message)
+    for job in claimed:
+        job._set(**claim_values)
         _announce(job, Status.SUBMITTED, Status.RUNNING, source, "")
-    return jobs
+    # Those that changed meanwhile are re-checked from their new status.
+    moved += len(ended) + sum(
+        transition(job, new, source=source, message=message, strict=False) for job, new, message in late
+    )
+    return moved, claimed
+
+
+def _finish_and_claim_rows(
+    cursor: Any, db: Any, using: str, fast: dict[tuple[Status, Status, str], list[Job]],
+    ended: list[tuple[Job, Status, Status, str, dict[str, Any]]], late: list[tuple[Job, Status, str]],
+    job_types: list[str], limit: int, now: datetime.datetime, source: str,
+) -> list[Job]:
+    """finish_and_claim()'s statements, inside its transaction: fills `ended` and `late`, returns the claimed."""
+    for (current, new, message), jobs in fast.items():
+        values = _values_for(None, current, new, message, resubmit=False)[1]
+        ids = _guarded_update(cursor, db, values, [job.pk for job in jobs], current)
+        for job in jobs:
+            if job.pk in ids:
+                ended.append((job, current, new, message, values))
+            else:
+                late.append((job, new, message))
+    claimed = _claim_rows(cursor, db, using, job_types, limit, now) if limit > 0 and job_types else []
+    moves = [outbox.Move(job, current, new, source, message, job.attempt, values["completion_time"])
+             for job, current, new, message, values in ended]
+    moves += [outbox.Move(job, Status.SUBMITTED, Status.RUNNING, source, "", job.attempt, now) for job in claimed]
+    if moves:
+        _insert_events(cursor, db, moves)
+        outbox.enqueue(moves)
+    return claimed
+
+
+_QUEUED_SQL = 'SELECT 1 FROM "jobtower_job" WHERE "status" = %s AND "job_type" IN ({}) LIMIT 1'
+
+
+def _queued(job_types: list[str]) -> bool:
+    """Return True when a Submitted job of `job_types` waits (a plain read, no lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_QUEUED_SQL.format(", ".join(["%s"] * len(job_types))),
+                       [Status.SUBMITTED.value, *job_types])
+        return cursor.fetchone() is not None
+
+
+def _guarded_update(cursor: Any, db: Any, values: Mapping[str, Any], ids: list[int], current: Status) -> set[int]:
+    """UPDATE the jobs `ids` that are still `current` with `values`; return the ids it changed."""
+    meta = Job._meta
+    quote = db.ops.quote_name
+    assignments, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assert isinstance(field, models.Field)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, db))
+    marks = ", ".join(["%s"] * len(ids))
+    cursor.execute(
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+        f'WHERE "id" IN ({marks}) AND "status" = %s RETURNING "id"',
+        [*params, *ids, current.value],
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _claim_rows(
+    cursor: Any, db: Any, using: str, job_types: list[str], limit: int, now: datetime.datetime
+) -> list[Job]:
+    """Claim up to `limit` Submitted jobs of `job_types` (oldest first) in one UPDATE; return them."""
+    from django.db.models.sql import Query
+
+    meta = Job._meta
+    quote = db.ops.quote_name
+    fields = meta.concrete_fields
+    table = quote(meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
+    when = db.ops.adapt_datetimefield_value(now)
+    types = ", ".join(["%s"] * len(job_types))
+    cursor.execute(
+        f'UPDATE {table} SET "status" = %s, "status_message" = %s, "start_time" = %s, "last_status_check" = %s '
+        f'WHERE "id" IN (SELECT "id" FROM {table} WHERE "status" = %s AND "job_type" IN ({types}) '
+        f'ORDER BY "id" LIMIT %s{lock}) AND "status" = %s '
+        f"RETURNING {', '.join(quote(f.column) for f in fields)}",
+        [Status.RUNNING.value, "", when, when, Status.SUBMITTED.value, *job_types, limit, Status.SUBMITTED.value],
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        return []
+    # The fields' own converters (JSON, SQLite's datetimes), as a queryset applies them.
+    compiler = db.ops.compiler("SQLCompiler")(Query(Job), db, using)
+    converters = compiler.get_converters([f.get_col(meta.db_table) for f in fields])
+    if converters:
+        rows = list(compiler.apply_converters(rows, converters))
+    attnames = tuple(f.attname for f in fields)
+    return sorted((Job.from_db(using, attnames, row) for row in rows), key=lambda job: job.pk)
+
+
+def _insert_events(cursor: Any, db: Any, moves: list[outbox.Move]) -> None:
+    """Append a JobEvent per move with multi-row INSERTs."""
+    if not moves:
+        return
+    quote = db.ops.quote_name
+    columns = ("job_id", "attempt", "from_status", "to_status", "time", "source", "message")
+    head = f"INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "
+    row = f"({', '.join(['%s'] * len(columns))})"
+    for start in range(0, len(moves), 100):
+        chunk = moves[start:start + 100]
+        params: list[Any] = []
+        for move in chunk:
+            params += [move.job.pk, move.attempt, move.old.value, move.new.value,
+                       db.ops.adapt_datetimefield_value(move.time), move.source, move.message]
+        cursor.execute(head + ", ".join([row] * len(chunk)), params)
 
 
 def _illegal(job: Job, current: Status, new: Status) -> InvalidTransition:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jobtower import manager
 from jobtower.backends import backend_for, get_backend, local
-from jobtower.backends.base import Observation
+from jobtower.backends.base import Observation, PollResult
 from jobtower.registry import registered_classes
 from jobtower.statuses import Status
 
@@ -29,6 +29,8 @@ log = logging.getLogger("jobtower.worker")
 HEARTBEAT_EVERY = 5.0
 #: Seconds between looks for stopped jobs due for SIGKILL while no job runs here.
 ESCALATE_EVERY = 0.2
+#: The longest a wait goes without checking whether the worker was asked to stop.
+STOP_CHECK_EVERY = 0.25
 
 
 def local_job_types() -> list[str]:
@@ -80,6 +82,8 @@ class LocalWorker:
         self.pidfds: dict[int, int] = {}
         self.heartbeat = Heartbeat("worker", self.name, self.concurrency)
         self.next_escalation = 0.0
+        #: Where this host's submitters say a job was queued (made when run() starts).
+        self.wakeup: local.WakeupSocket | None = None
 
     def step(self) -> bool:
         """Finish what ended, enforce timeouts, claim and start new jobs; True if anything happened."""
@@ -90,13 +94,17 @@ class LocalWorker:
             fd = self.pidfds.pop(job.pk, None)
             if fd is not None:
                 os.close(fd)
+        jobs = [job for job, _ in finished]
+        answer = PollResult()
         if finished:
             # A supervisor that could not record the start never ran its job: only we can tell why.
             failed = {job.pk: why for job, process in finished if (why := local.start_failure(job, process))}
-            jobs = [job for job, _ in finished]
             answer = manager.poll(self.backend, [job for job in jobs if job.pk not in failed])
             answer.observations.update({pk: Observation(Status.ERROR, why) for pk, why in failed.items()})
-            manager.apply_poll(jobs, answer, source="worker")
+        # How the finished jobs ended and the next claim: one transaction.
+        _, claimed = manager.finish_and_claim(
+            jobs, answer, self.job_types, self.concurrency - len(self.running), source="worker"
+        )
         if self.running:
             self.backend.enforce([job for job, _ in self.running.values()])
         elif time.monotonic() >= self.next_escalation:
@@ -104,7 +112,6 @@ class LocalWorker:
             # here even when we run nothing (enforce() above does it otherwise).
             self.next_escalation = time.monotonic() + ESCALATE_EVERY
             local.escalate_stops()
-        claimed = manager.claim(self.job_types, self.concurrency - len(self.running), source="worker")
         for job in claimed:
             self._start(job)
         return bool(finished or claimed)
@@ -132,6 +139,11 @@ class LocalWorker:
         """Work until `stop` is set or SIGTERM/SIGINT (or, with until_idle, no work is left)."""
         stop = stop or threading.Event()
         _stop_on_signals(stop)
+        try:
+            self.wakeup = local.WakeupSocket()
+        except OSError as exc:
+            log.warning("%s: no wake-up socket in %s (%s); new jobs are found by looking every %g s",
+                        self.name, local.wakeup_dir(), exc, self.idle_sleep)
         self.heartbeat.beat(force=True)
         log.info("%s: running up to %d LOCAL jobs at once", self.name, self.concurrency)
         try:
@@ -154,25 +166,43 @@ class LocalWorker:
             for fd in self.pidfds.values():
                 os.close(fd)
             self.pidfds.clear()
+            if self.wakeup is not None:
+                self.wakeup.close()
+                self.wakeup = None
             self.heartbeat.remove()
             connections.close_all()
 
     def wait(self, stop: threading.Event) -> None:
-        """Wait until a running job's supervisor exits, or `idle_sleep` passes (new jobs are claimed then).
+        """Wait until a running job's supervisor exits, a job is queued, or `idle_sleep` passes.
 
         A supervisor's pidfd becomes readable when it exits, so a finished job is recorded at once
-        instead of at the next look. Without pidfds (an old kernel), look again soon while jobs run.
+        instead of at the next look; the wake-up socket becomes readable when a job is executed on
+        this host, so it is claimed at once. The queue is looked at every `idle_sleep` seconds anyway
+        (jobs queued from another host, or by a resume). Without pidfds (an old kernel), look again
+        soon while jobs run.
         """
-        if not self.running:
-            stop.wait(self.idle_sleep)
-            return
+        full = len(self.running) >= self.concurrency
         if len(self.pidfds) < len(self.running):
-            full = len(self.running) >= self.concurrency
             stop.wait(0.01 if full else self.idle_sleep)
             return
+        waiting = list(self.pidfds.values())
+        if self.wakeup is not None and not full:
+            waiting.append(self.wakeup.fileno())
+        if not waiting:
+            stop.wait(self.idle_sleep)
+            return
         # While every slot is taken there is nothing to claim: only an exit matters, so wait longer.
-        timeout = max(self.idle_sleep, 1.0) if len(self.running) >= self.concurrency else self.idle_sleep
-        select.select(list(self.pidfds.values()), [], [], timeout)
+        deadline = time.monotonic() + (max(self.idle_sleep, 1.0) if full else self.idle_sleep)
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            # In slices, so that a stop (another thread's, or SIGTERM's handler) is seen soon.
+            ready, _, _ = select.select(waiting, [], [], min(left, STOP_CHECK_EVERY))
+            if ready:
+                if self.wakeup is not None and self.wakeup.fileno() in ready:
+                    self.wakeup.drain()
+                return
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
