@@ -43,6 +43,8 @@ class AppLike(Protocol):
 #: Settings every job type accepts in create_job(); each type adds its own SpecFields.
 COMMON_OPTIONS = frozenset({"description", "workspace", "extended_properties", "process_results_function"})
 _RACE_RETRIES = 5
+#: create_job() options that are model fields (the others are settings or properties).
+_FIELD_OPTIONS = ("description", "extended_properties")
 
 
 class JobManager:
@@ -81,14 +83,19 @@ class JobManager:
                 f"create_job() needs a saved, logged-in user, got {user!r}; "
                 "pass request.user from a view behind login_required"
             )
-        if not kwargs.get("workspace"):
-            from jobtower.appbase import user_workspace_path
+        workspace = kwargs.pop("workspace", None)
+        if not workspace:
+            from jobtower.appbase import user_workspace
 
-            kwargs["workspace"] = str(user_workspace_path(self.app, user))
+            workspace = user_workspace(self.app, user)
         else:
-            kwargs["workspace"] = str(Path(kwargs["workspace"]).expanduser().absolute())
-        kwargs["groups"] = list(groups or ())  # Job.__init__ sets them once the job has an id
-        return cls(name=name, user=user, label=self.label, **kwargs)
+            workspace = str(Path(workspace).expanduser().absolute())
+        fields = {"name": name, "label": self.label, "workspace": workspace}
+        for key in _FIELD_OPTIONS:
+            if key in kwargs:
+                fields[key] = kwargs.pop(key)
+        # The groups are set once the job has an id (on its first save).
+        return cls.new(user, fields, kwargs, list(groups or ()))
 
     def create_jobs(self, specs: Iterable[Mapping[str, Any]], *, batch_size: int = 1000) -> list[Job]:
         """Create and save many jobs at once (a parameter sweep): one transaction, bulk INSERTs.
