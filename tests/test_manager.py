@@ -554,6 +554,24 @@ def test_a_new_job_is_built_as_the_model_constructor_builds_it(job_manager, user
     assert list(Job.objects.get(pk=job.pk).groups.all()) == [team]
 
 
+def test_get_job_reads_every_field_as_the_orm_does(job_manager, user, other_user) -> None:
+    job = job_manager.create_job(name="g_{id}", user=user, job_type="CONDOR", description="d ü",
+                                 extended_properties={"a": [1, {"b": None}]}, attributes={"request_cpus": 2})
+    job.save()
+    Job.objects.filter(pk=job.pk).update(progress=12.5, result={"r": [1.5]}, start_time=timezone.now())
+    expected = Job.objects.get(pk=job.pk)
+    with CaptureQueriesContext(connection) as queries:
+        got = job_manager.get_job(job.pk, user=user)
+    assert len(queries) == 1
+    assert type(got) is CondorJob and got._state.db == expected._state.db and not got._state.adding
+    for field in Job._meta.concrete_fields:
+        assert getattr(got, field.attname) == getattr(expected, field.attname), field.attname
+    assert got.start_time.tzinfo is not None and got.attributes == {"request_cpus": 2}
+    assert job_manager.get_job(job.pk, user=other_user) is None
+    assert job_manager.get_job(job.pk, filters={"status": "Pending"}).pk == job.pk
+    assert job_manager.get_job(job.pk, filters={"status": "Running"}) is None
+
+
 def test_pending_basic_job_marked_complete_still_processes_results(job_manager, user) -> None:
     results_functions.CALLS.clear()
     job = job_manager.create_job(name="p", user=user, job_type="BASIC",

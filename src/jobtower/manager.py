@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,9 +22,8 @@ from jobtower import conf, outbox, statuses
 from jobtower.backends.base import Backend, Capability, Observation, PollResult
 from jobtower.db import database_busy
 from jobtower.errors import AlreadyExecuted, InvalidTransition, NotSupported, StopError, SubmitError
-from jobtower.jsoncheck import check_json
 from jobtower.models import Job, JobEvent
-from jobtower.models.job import insert_many, spec_fields
+from jobtower.models.job import fetch_job, insert_many, spec_fields
 from jobtower.registry import job_class
 from jobtower.signals import job_status_changed
 from jobtower.statuses import Status
@@ -69,7 +70,7 @@ class JobManager:
         if job_type is None:
             raise TypeError("create_job() needs job_type, e.g. job_type='BASIC'")
         cls = job_class(job_type)
-        allowed = COMMON_OPTIONS | spec_fields(cls).keys()
+        allowed = _allowed_options(cls)
         for key in kwargs:
             if key not in allowed:
                 raise TypeError(
@@ -89,7 +90,7 @@ class JobManager:
 
             workspace = user_workspace(self.app, user)
         else:
-            workspace = str(Path(workspace).expanduser().absolute())
+            workspace = _absolute(str(workspace), os.getcwd(), os.environ.get("HOME"))
         fields = {"name": name, "label": self.label, "workspace": workspace}
         for key in _FIELD_OPTIONS:
             if key in kwargs:
@@ -104,22 +105,19 @@ class JobManager:
         checks them: one bad spec saves nothing. The jobs come back saved, with their ids, and `{id}`
         in their names expanded. As with Django's bulk_create(), no pre_save/post_save signal is sent.
         """
-        from jobtower.appbase import user_workspace_path
+        from jobtower.appbase import user_workspace
 
         workspaces: dict[Any, str] = {}  # a sweep's jobs mostly share a user: find its workspace once
         jobs = []
         for spec in specs:
-            options = dict(spec)
-            user: Any = options.get("user")
+            user: Any = spec.get("user")
             key = getattr(user, "pk", None)
-            if not options.get("workspace") and key is not None:
+            if not spec.get("workspace") and key is not None and getattr(user, "is_authenticated", False):
                 if key not in workspaces:
-                    workspaces[key] = str(user_workspace_path(self.app, user))
-                options["workspace"] = workspaces[key]
-            jobs.append(self.create_job(**options))
-        for job in jobs:
-            check_json(job.extended_properties, "extended_properties")
-            check_json(job.spec, f"{type(job).__name__} settings")
+                    workspaces[key] = user_workspace(self.app, user)
+                spec = {**spec, "workspace": workspaces[key]}
+            # create_job() checks each setting as it is set (JSON, coercion): nothing runs in between.
+            jobs.append(self.create_job(**spec))
         using = router.db_for_write(Job)
         with transaction.atomic(using=using):
             insert_many(jobs, using)
@@ -158,6 +156,9 @@ class JobManager:
             pk = int(job_id)
         except (TypeError, ValueError):
             raise ValueError(f"job_id must be an integer, got {job_id!r}") from None
+        if not filters and (user is None or (isinstance(user, _user_model()) and type(user.pk) is int)):
+            # The common call (by id, maybe of a user): one prepared query, no ORM compilation.
+            return fetch_job(pk, self.label, None if user is None else user.pk)
         jobs = Job.objects.filter(label=self.label, pk=pk)
         if user is not None:
             jobs = jobs.filter(user=user)
@@ -168,6 +169,21 @@ class JobManager:
     def get_job_status_callback_url(self, request: HttpRequest, job_id: int) -> str:
         """Return the absolute URL a running job calls to ask for a re-check of its status."""
         return callback_url(request, job_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute(workspace: str, cwd: str, home: str | None) -> str:
+    """Return `workspace` with ~ expanded, made absolute (remembered per current folder and $HOME)."""
+    return str(Path(workspace).expanduser().absolute())
+
+
+@functools.cache
+def _allowed_options(cls: type[Job]) -> frozenset[str]:
+    return COMMON_OPTIONS | spec_fields(cls).keys()
+
+
+def _user_model() -> Any:
+    return Job._meta.get_field("user").related_model
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import logging
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,14 +159,32 @@ class InsertPlan:
                     f"coalesce((SELECT max({self.pk}) FROM {self.table}), 0)) + 1 AS id)")
         return None
 
-    def params(self, job: Model, connection: Any) -> list[Any]:
+    def params(self, job: Model, connection: Any, preparers: list[Preparer] | None = None) -> list[Any]:
         """Return the INSERT's parameters for `job`: each field's value as its own field prepares it."""
         if self.pre_save is not None:
             for field in self.pre_save:
                 job.__dict__[field.attname] = field.pre_save(job, True)
         state = job.__dict__
         return [prep(state[attname], connection)
-                for attname, prep in zip(self.attnames, self.preparers, strict=True)]
+                for attname, prep in zip(self.attnames, preparers or self.preparers, strict=True)]
+
+    @functools.cached_property
+    def copy_preparers(self) -> list[Preparer]:
+        """The preparers for COPY ... FROM STDIN, where a JSON column reads JSON text (as the driver's
+        adapter would write it): dumped here with the standard library's cached encoder."""
+        found = list(self.preparers)
+        for index, field in enumerate(self.fields):
+            slow = self.preparers[index]
+            if field.get_internal_type() == "JSONField" and getattr(field, "encoder", None) is None:
+                def as_text(value: Any, connection: Any, slow: Preparer = slow) -> Any:
+                    return json.dumps(value) if type(value) in (dict, list) else slow(value, connection)
+                found[index] = as_text
+            elif "IntegerField" in field.get_internal_type():
+                # COPY writes an int as its digits: no typed wrapper for server-side binding needed.
+                def as_int(value: Any, connection: Any, slow: Preparer = slow) -> Any:
+                    return value if value is None or type(value) is int else slow(value, connection)
+                found[index] = as_int
+        return found
 
 
 @functools.cache
@@ -215,11 +234,11 @@ def _copy_many(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
             if ID_MARK in job.name:
                 job.__dict__["name"] = job.name.replace(ID_MARK, str(pk))
         copy_sql = f"COPY {plan.table} ({plan.pk}, {', '.join(plan.columns)}) FROM STDIN"
-        params = plan.params
+        params, preparers = plan.params, plan.copy_preparers
         with cursor.cursor.copy(copy_sql) as copy:
             write = copy.write_row
             for job in jobs:
-                write([job.pk, *params(job, connection)])
+                write([job.pk, *params(job, connection, preparers)])
 
 
 def _insert_rows(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
@@ -239,6 +258,63 @@ def _insert_rows(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
                     renamed.append((job.name, pk))
         if renamed:
             cursor.executemany(_RENAME_SQL, renamed)
+
+
+class SelectPlan:
+    """The prepared SELECT of one job by id (get_job's query), and the converters of its columns."""
+
+    def __init__(self, cls: type[Model], connection: Any) -> None:
+        quote = connection.ops.quote_name
+        table = cls._meta.db_table
+        fields = cls._meta.concrete_fields
+        self.attnames = _attnames(cls)
+        head = (f"SELECT {', '.join(f'{quote(table)}.{quote(f.column)}' for f in fields)} FROM {quote(table)} "
+                f"WHERE {quote(table)}.{quote(cls._meta.pk.column)} = %s AND {quote(table)}.{quote('label')} = %s")
+        self.by_id = head
+        user_column = cls._meta.get_field("user").column  # type: ignore[union-attr]
+        self.by_user = f"{head} AND {quote(table)}.{quote(user_column)} = %s"
+        # What the ORM's compiler would apply to each column (dates on SQLite, JSON, ...).
+        self.converters: list[tuple[int, list[Any], Any]] = []
+        for index, field in enumerate(fields):
+            column = field.get_col(table)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if found:
+                self.converters.append((index, found, column))
+
+    def job(self, cls: type[Job], row: Any, connection: Any, using: str) -> Job:
+        """Build the job of a fetched row, its values converted as the ORM converts them."""
+        if self.converters:
+            values = list(row)
+            for index, converters, column in self.converters:
+                value = values[index]
+                for converter in converters:
+                    value = converter(value, column, connection)
+                values[index] = value
+            row = values
+        return cls.from_db(using, self.attnames, row)
+
+
+_select_plans: weakref.WeakKeyDictionary[Any, SelectPlan] = weakref.WeakKeyDictionary()
+
+
+def fetch_job(pk: int, label: str, user_id: Any = None) -> Job | None:
+    """Return job `pk` of app `label` (and of user `user_id` unless None) in one prepared query, or None.
+
+    What `Job.objects.filter(pk=pk, label=label[, user_id=user_id]).first()` returns, without the ORM
+    building and compiling the query on every call (get_job is called per request).
+    """
+    using = router.db_for_read(Job)
+    connection = connections[using]
+    plan = _select_plans.get(connection)
+    if plan is None:
+        plan = _select_plans[connection] = SelectPlan(Job, connection)
+    with connection.cursor() as cursor:
+        if user_id is None:
+            cursor.execute(plan.by_id, [pk, label])
+        else:
+            cursor.execute(plan.by_user, [pk, label, user_id])
+        row = cursor.fetchone()
+    return None if row is None else plan.job(Job, row, connection, using)
 
 
 class SpecField:
@@ -292,12 +368,24 @@ class _Construction:
     def __init__(self, cls: type[Model]) -> None:
         user_field = cls._meta.get_field("user")
         self.user_model: Any = user_field.related_model
-        # Field._get_default: the field's default as a callable, what Field.get_default() calls.
-        self.defaults: list[tuple[str, str, Callable[[], Any]]] = [
-            (f.name, f.attname, f._get_default)  # type: ignore[attr-defined]
-            for f in cls._meta.concrete_fields if f is not user_field
-        ]
-        self.names = frozenset(name for name, _, _ in self.defaults)
+        #: Defaults that are the same immutable value for every job ("", 0, None, "PEN"), by attname.
+        self.constants: dict[str, Any] = {}
+        #: The others (dict(), timezone.now): (attname, Field._get_default, what Field.get_default() calls).
+        self.factories: list[tuple[str, Callable[[], Any]]] = []
+        names = []
+        for field in cls._meta.concrete_fields:
+            if field is user_field:
+                continue
+            names.append(field.name)
+            value = field.get_default()
+            if not (field.has_default() and callable(field.default)) and type(value) in _IMMUTABLE:
+                self.constants[field.attname] = value
+            else:
+                self.factories.append((field.attname, field._get_default))  # type: ignore[attr-defined]
+        self.names = frozenset(names)
+
+
+_IMMUTABLE = (str, int, float, bool, type(None))
 
 
 @functools.cache
@@ -439,8 +527,10 @@ class Job(models.Model):
         job = Model.__new__(cls)
         job._state = state = ModelState()
         values = job.__dict__
-        for name, attname, default in plan.defaults:
-            values[attname] = fields[name] if name in fields else default()
+        values.update(plan.constants)
+        for attname, default in plan.factories:
+            values[attname] = default()
+        values.update(fields)  # model fields by name: their attnames are the same (the user is apart)
         if "extended_properties" in fields:
             check_json(values["extended_properties"], "extended_properties")
         values["user_id"] = user.pk
