@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.conf import settings
+
 from jobtower import conf
 
 if TYPE_CHECKING:
@@ -120,9 +122,10 @@ def user_workspace(app: Any, user: Any) -> str:
     (the settings, $JOBTOWER_HOME, the current folder), so a changed setting gives a new answer.
     """
     environ = os.environ
+    configured = getattr(settings, "JOBTOWER", None) or {}  # what conf.home() and conf.workspaces_root() read
     key = (
-        getattr(app, "package", ""), getattr(app, "workspaces_root", None), conf.get("HOME"),
-        conf.get("WORKSPACES_ROOT"), environ.get("JOBTOWER_HOME"), environ.get("HOME"), os.getcwd(), user.pk,
+        getattr(app, "package", ""), getattr(app, "workspaces_root", None), configured.get("HOME"),
+        configured.get("WORKSPACES_ROOT"), environ.get("JOBTOWER_HOME"), environ.get("HOME"), os.getcwd(), user.pk,
         str(getattr(user, "get_username", lambda: "")() or ""),
     )
     found = _user_workspaces.get(key)

@@ -105,9 +105,12 @@ def _field_preparer(field: Any) -> tuple[bool, Preparer]:
         encoder = field.encoder
 
         def as_json(value: Any, connection: Any) -> Any:
+            if value is None:
+                return None  # SQL NULL, as JSONField.get_db_prep_save gives it
             if type(value) in (dict, list):
                 if encoder is None and type(connection.ops).adapt_json_value is _BASE_ADAPT_JSON:
-                    return json.dumps(value)  # what the base adapt_json_value does, with the cached encoder
+                    # What the base adapt_json_value does, with the standard library's cached encoder.
+                    return json.dumps(value) if value else ("{}" if type(value) is dict else "[]")
                 return connection.ops.adapt_json_value(value, encoder)
             return slow(value, connection)
         return needs_pre_save, as_json
@@ -640,27 +643,37 @@ class Job(models.Model):
         groups = self.__dict__.pop("_pending_groups", None)
         # Several statements (the group links, or a rename where the INSERT cannot expand {id})
         # commit together; one statement is atomic by itself.
-        several = bool(groups) or (expand and plan.named is None)
-        block = transaction.atomic(using=using, savepoint=False) if several else (
-            transaction.mark_for_rollback_on_error(using=using))
-        with block:
-            with connection.cursor() as cursor:
-                cursor.execute(plan.named if expand and plan.named is not None else plan.plain, params)
-                pk = cursor.fetchone()[0]
-                if expand:
-                    name = name.replace(ID_MARK, str(pk))
-                    if plan.named is None:
-                        cursor.execute(_RENAME_SQL, [name, pk])
-            state = self.__dict__
-            state["id"] = pk
-            state["name"] = name
-            self._state.adding = False
-            self._state.db = using
-            if groups:
-                self.groups.set(groups)
+        if groups or (expand and plan.named is None):
+            with transaction.atomic(using=using, savepoint=False):
+                self._insert_row(connection, plan, params, name, expand)
+                if groups:
+                    self.groups.set(groups)
+        else:
+            try:
+                self._insert_row(connection, plan, params, name, expand)
+            except Exception:
+                # As Django's save() does (mark_for_rollback_on_error): an enclosing atomic block
+                # must roll back, its transaction is broken on PostgreSQL.
+                if connection.in_atomic_block:
+                    connection.needs_rollback = True
+                raise
         if signals.post_save.has_listeners(cls):
             signals.post_save.send(sender=cls, instance=self, created=True, update_fields=None, raw=False,
                                    using=using)
+
+    def _insert_row(self, connection: Any, plan: InsertPlan, params: list[Any], name: str, expand: bool) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(plan.named if expand and plan.named is not None else plan.plain, params)
+            pk = cursor.fetchone()[0]
+            if expand:
+                name = name.replace(ID_MARK, str(pk))
+                if plan.named is None:
+                    cursor.execute(_RENAME_SQL, [name, pk])
+        state = self.__dict__
+        state["id"] = pk
+        state["name"] = name
+        self._state.adding = False
+        self._state.db = connection.alias
 
     # -- status -----------------------------------------------------------------------------------
 
