@@ -90,7 +90,9 @@ class JobManager:
 
             workspace = user_workspace(self.app, user)
         else:
-            workspace = _absolute(str(workspace), os.getcwd(), os.environ.get("HOME"))
+            workspace = str(workspace)
+            if not _plain_absolute(workspace):
+                workspace = _absolute(workspace, os.getcwd(), os.environ.get("HOME"))
         fields = {"name": name, "label": self.label, "workspace": workspace}
         for key in _FIELD_OPTIONS:
             if key in kwargs:
@@ -169,6 +171,11 @@ class JobManager:
     def get_job_status_callback_url(self, request: HttpRequest, job_id: int) -> str:
         """Return the absolute URL a running job calls to ask for a re-check of its status."""
         return callback_url(request, job_id)
+
+
+def _plain_absolute(path: str) -> bool:
+    """Return True when `path` is absolute and already as Path(path).absolute() writes it."""
+    return (path.startswith("/") and not path.endswith(("/", "/.")) and "//" not in path and "/./" not in path)
 
 
 @functools.lru_cache(maxsize=256)

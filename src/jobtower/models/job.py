@@ -232,16 +232,18 @@ def _copy_many(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
         cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{plan.table}', '{column}')) "
                        "FROM generate_series(1, %s)", [len(jobs)])
         ids = sorted(pk for (pk,) in cursor.fetchall())
+        attname = Job._meta.pk.attname
         for job, pk in zip(jobs, ids, strict=True):
-            job.pk = pk
-            if ID_MARK in job.name:
-                job.__dict__["name"] = job.name.replace(ID_MARK, str(pk))
+            state = job.__dict__
+            state[attname] = pk
+            if ID_MARK in state["name"]:
+                state["name"] = state["name"].replace(ID_MARK, str(pk))
         copy_sql = f"COPY {plan.table} ({plan.pk}, {', '.join(plan.columns)}) FROM STDIN"
         params, preparers = plan.params, plan.copy_preparers
         with cursor.cursor.copy(copy_sql) as copy:
             write = copy.write_row
-            for job in jobs:
-                write([job.pk, *params(job, connection, preparers)])
+            for job, pk in zip(jobs, ids, strict=True):
+                write([pk, *params(job, connection, preparers)])
 
 
 def _insert_rows(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
