@@ -148,6 +148,19 @@ class InsertPlan:
             named_marks[self.name_index] = "replace(%s, '" + ID_MARK + "', CAST((SELECT id FROM n) AS TEXT))"
             self.named = (f"WITH n AS {next_id} INSERT INTO {self.table} ({self.pk}, {', '.join(self.columns)}) "
                           f"VALUES ((SELECT id FROM n), {', '.join(named_marks)}) RETURNING {self.pk}")
+        #: Django's SQLite cursor rewrites each "%s" with a regular expression, about 20 us for these long
+        #: statements; named parameters take its %-formatting path instead (a third of that). The
+        #: one-row statements there use them: single_plain / single_named with bind().
+        self.keys: list[str] | None = None
+        self.single_plain, self.single_named = self.plain, self.named
+        if vendor == "sqlite":
+            self.keys = [f"p{index}" for index in range(len(self.fields))]
+            self.single_plain = _named_marks(self.plain, self.keys)
+            self.single_named = None if self.named is None else _named_marks(self.named, self.keys)
+
+    def bind(self, params: list[Any]) -> list[Any] | dict[str, Any]:
+        """Return a one-row statement's parameters in the form single_plain / single_named take."""
+        return params if self.keys is None else dict(zip(self.keys, params, strict=True))
 
     def _next_id_sql(self, cls: type[Model]) -> str | None:
         table = cls._meta.db_table
@@ -188,6 +201,15 @@ class InsertPlan:
                     return value if value is None or type(value) is int else slow(value, connection)
                 found[index] = as_int
         return found
+
+
+def _named_marks(sql: str, keys: list[str]) -> str:
+    """Return `sql` with its "%s" marks (one per key, in order) written as "%(key)s"."""
+    parts = sql.split("%s")
+    if len(parts) != len(keys) + 1:
+        raise ValueError(f"expected {len(keys)} parameters in {sql[:80]!r}..., found {len(parts) - 1}")
+    return "".join(part + (f"%({key})s" if index < len(keys) else "")
+                   for index, (part, key) in enumerate(zip(parts, [*keys, ""], strict=True)))
 
 
 @functools.cache
@@ -665,7 +687,8 @@ class Job(models.Model):
 
     def _insert_row(self, connection: Any, plan: InsertPlan, params: list[Any], name: str, expand: bool) -> None:
         with connection.cursor() as cursor:
-            cursor.execute(plan.named if expand and plan.named is not None else plan.plain, params)
+            statement = plan.single_named if expand and plan.single_named is not None else plan.single_plain
+            cursor.execute(statement, plan.bind(params))
             pk = cursor.fetchone()[0]
             if expand:
                 name = name.replace(ID_MARK, str(pk))
