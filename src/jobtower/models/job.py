@@ -9,7 +9,6 @@ import logging
 import shutil
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,14 +211,18 @@ def _named_marks(sql: str, keys: list[str]) -> str:
                    for index, (part, key) in enumerate(zip(parts, [*keys, ""], strict=True)))
 
 
-@functools.cache
-def _insert_plan_for(cls: type[Model], vendor: str, quote: Callable[[str], str]) -> InsertPlan:
-    return InsertPlan(cls, vendor, quote)
+#: Prepared INSERTs by (job class, database vendor, connection alias): per alias, not per connection
+#: object, so a process that opens connections in many threads keeps one plan per database.
+_insert_plans: dict[tuple[type[Model], str, str], InsertPlan] = {}
 
 
 def insert_plan(cls: type[Model], connection: Any) -> InsertPlan:
     """Return the prepared INSERT of `cls` on `connection`'s kind of database."""
-    return _insert_plan_for(cls, connection.vendor, connection.ops.quote_name)
+    key = (cls, connection.vendor, connection.alias)
+    plan = _insert_plans.get(key)
+    if plan is None:
+        plan = _insert_plans[key] = InsertPlan(cls, connection.vendor, connection.ops.quote_name)
+    return plan
 
 
 def insert_many(jobs: list[Job], using: str) -> None:
@@ -321,7 +324,9 @@ class SelectPlan:
         return cls.from_db(using, self.attnames, row)
 
 
-_select_plans: weakref.WeakKeyDictionary[Any, SelectPlan] = weakref.WeakKeyDictionary()
+#: By (vendor, connection alias): the converters depend only on the database's settings, not on the
+#: connection object, so a process that opens connections in many threads keeps one plan per database.
+_select_plans: dict[tuple[str, str], SelectPlan] = {}
 
 
 def fetch_job(pk: int, label: str, user_id: Any = None) -> Job | None:
@@ -332,9 +337,10 @@ def fetch_job(pk: int, label: str, user_id: Any = None) -> Job | None:
     """
     using = router.db_for_read(Job)
     connection = connections[using]
-    plan = _select_plans.get(connection)
+    key = (connection.vendor, using)
+    plan = _select_plans.get(key)
     if plan is None:
-        plan = _select_plans[connection] = SelectPlan(Job, connection)
+        plan = _select_plans[key] = SelectPlan(Job, connection)
     with connection.cursor() as cursor:
         if user_id is None:
             cursor.execute(plan.by_id, [pk, label])
