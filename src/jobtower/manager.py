@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
+import gc
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -110,8 +112,8 @@ class JobManager:
         from jobtower.appbase import user_workspace
 
         workspaces: dict[Any, str] = {}  # a sweep's jobs mostly share a user: find its workspace once
-        jobs = []
-        for spec in specs:
+
+        def build(spec: Mapping[str, Any]) -> Job:
             user: Any = spec.get("user")
             key = getattr(user, "pk", None)
             if not spec.get("workspace") and key is not None and getattr(user, "is_authenticated", False):
@@ -119,10 +121,15 @@ class JobManager:
                     workspaces[key] = user_workspace(self.app, user)
                 spec = {**spec, "workspace": workspaces[key]}
             # create_job() checks each setting as it is set (JSON, coercion): nothing runs in between.
-            jobs.append(self.create_job(**spec))
+            return self.create_job(**spec)
+
         using = router.db_for_write(Job)
-        with transaction.atomic(using=using):
-            insert_many(jobs, using)
+        # Every job is built and checked before anything is written: one bad spec saves nothing. (Writing
+        # each as it is built measured slower: the COPY's flushes interleaved with building.)
+        with _collector_paused():
+            built = [build(spec) for spec in specs]
+        with transaction.atomic(using=using), _collector_paused():
+            jobs = insert_many(built, len(built), using)
             links = [
                 Job.groups.through(job_id=job.pk, group_id=getattr(group, "pk", group))
                 for job in jobs
@@ -171,6 +178,24 @@ class JobManager:
     def get_job_status_callback_url(self, request: HttpRequest, job_id: int) -> str:
         """Return the absolute URL a running job calls to ask for a re-check of its status."""
         return callback_url(request, job_id)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a sweep's jobs are built and written.
+
+    Building thousands of jobs allocates enough objects to start several full collections, each of
+    which walks every live object (a quarter of the Python time of create_jobs). Nothing built here is
+    a cycle that needs the collector; reference counting frees what is dropped. The collector runs
+    again afterwards if it was on.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _plain_absolute(path: str) -> bool:

@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,8 +192,17 @@ class InsertPlan:
             slow = self.preparers[index]
             if field.get_internal_type() == "JSONField" and getattr(field, "encoder", None) is None:
                 def as_text(value: Any, connection: Any, slow: Preparer = slow) -> Any:
-                    return json.dumps(value) if type(value) in (dict, list) else slow(value, connection)
+                    if type(value) in (dict, list):
+                        return json.dumps(value) if value else ("{}" if type(value) is dict else "[]")
+                    return slow(value, connection)
                 found[index] = as_text
+            elif field.get_internal_type() == "DateTimeField":
+                # An aware datetime is what get_db_prep_save gives PostgreSQL's adapter (the only COPY user).
+                def as_time(value: Any, connection: Any, slow: Preparer = slow) -> Any:
+                    if value is None or (type(value) is datetime.datetime and value.tzinfo is not None):
+                        return value
+                    return slow(value, connection)
+                found[index] = as_time
             elif "IntegerField" in field.get_internal_type():
                 # COPY writes an int as its digits: no typed wrapper for server-side binding needed.
                 def as_int(value: Any, connection: Any, slow: Preparer = slow) -> Any:
@@ -225,24 +234,25 @@ def insert_plan(cls: type[Model], connection: Any) -> InsertPlan:
     return plan
 
 
-def insert_many(jobs: list[Job], using: str) -> None:
-    """INSERT new jobs in bulk and expand `{id}` in their names; call it inside a transaction.
+def insert_many(jobs: Iterable[Job], count: int, using: str) -> list[Job]:
+    """INSERT `count` new jobs in bulk, expand `{id}` in their names; return them. Call it in a transaction.
 
-    PostgreSQL: the ids are drawn from the table's sequence first (one query for all), so every name is
-    written expanded by one COPY. Elsewhere: multi-row INSERTs (ids come back in order), then one
-    prepared UPDATE per expanded name.
+    PostgreSQL: the ids are drawn from the table's sequence first (one query for all), and each job is
+    written, its name expanded, by one COPY. Elsewhere: multi-row INSERTs (ids come back in order), then
+    one prepared UPDATE per expanded name. An exception from `jobs` leaves the transaction to roll back.
     """
-    if not jobs:
-        return
     connection = connections[using]
     plan = insert_plan(Job, connection)
     if connection.vendor == "postgresql" and _is_psycopg3():
-        _copy_many(jobs, plan, connection)
+        saved = _copy_many(jobs, count, plan, connection)
     else:
-        _insert_rows(jobs, plan, connection)
-    for job in jobs:
+        saved = list(jobs)
+        if saved:
+            _insert_rows(saved, plan, connection)
+    for job in saved:
         job._state.adding = False
         job._state.db = using
+    return saved
 
 
 def _is_psycopg3() -> bool:
@@ -251,24 +261,28 @@ def _is_psycopg3() -> bool:
     return bool(is_psycopg3)
 
 
-def _copy_many(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
+def _copy_many(jobs: Iterable[Job], count: int, plan: InsertPlan, connection: Any) -> list[Job]:
+    saved: list[Job] = []
+    if count <= 0:
+        return saved
     column = Job._meta.pk.column
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{plan.table}', '{column}')) "
-                       "FROM generate_series(1, %s)", [len(jobs)])
+                       "FROM generate_series(1, %s)", [count])
         ids = sorted(pk for (pk,) in cursor.fetchall())
         attname = Job._meta.pk.attname
-        for job, pk in zip(jobs, ids, strict=True):
-            state = job.__dict__
-            state[attname] = pk
-            if ID_MARK in state["name"]:
-                state["name"] = state["name"].replace(ID_MARK, str(pk))
         copy_sql = f"COPY {plan.table} ({plan.pk}, {', '.join(plan.columns)}) FROM STDIN"
         params, preparers = plan.params, plan.copy_preparers
         with cursor.cursor.copy(copy_sql) as copy:
             write = copy.write_row
             for job, pk in zip(jobs, ids, strict=True):
+                state = job.__dict__
+                state[attname] = pk
+                if ID_MARK in state["name"]:
+                    state["name"] = state["name"].replace(ID_MARK, str(pk))
                 write([pk, *params(job, connection, preparers)])
+                saved.append(job)
+    return saved
 
 
 def _insert_rows(jobs: list[Job], plan: InsertPlan, connection: Any) -> None:
