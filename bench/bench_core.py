@@ -31,6 +31,8 @@ QUICK = {"n_create": 1000, "n_table": 10000, "n_status": 200}
 # (section, key, label, kind): kind "time" -> lower is better, "rate" -> higher is better
 ROWS = [
     ("create_save", "jobs_per_s", "create+save  jobs/s", "rate", "queries_per_job", "writes_per_job"),
+    ("create_save", "raw_insert_commit_per_s", "  raw 1-row INSERT+COMMIT /s", "rate", None, None),
+    ("create_save", "of_raw", "  create+save / raw", "rate", None, None),
     ("list_first_page", "median_ms", "list page 50  median ms", "time", "queries", "writes"),
     ("list_first_page", "p95_ms", "list page 50  p95 ms", "time", None, None),
     ("get_job", "median_ms", "get_job  median ms", "time", "queries", "writes"),
@@ -157,6 +159,21 @@ def table(db: str, jt: dict | None, te: dict | None) -> str:
     return title + "\n" + "\n".join(out)
 
 
+def goals(db: str, jt: dict | None, te: dict | None) -> list[str]:
+    """The issue's goals for this database (issue 17), each with its figure and ok/MISSED."""
+    found = []
+    rate, peer = get(jt, "create_save", "jobs_per_s"), get(te, "create_save", "jobs_per_s")
+    if db == "sqlite" and rate and peer:
+        found.append(("create+save >= 10x Tethys", f"{rate / peer:.2f}x", rate / peer >= 10))
+    of_raw = get(jt, "create_save", "of_raw")
+    if db == "postgresql" and of_raw:
+        found.append(("create+save >= 0.8x raw INSERT+COMMIT", f"{of_raw:.2f}x", of_raw >= 0.8))
+    median = get(jt, "get_job", "median_ms")
+    if db == "postgresql" and median:
+        found.append(("get_job <= 0.5 ms median", f"{median:.3f} ms", median <= 0.5))
+    return [f"goal: {what:40} {figure:>10}  {'ok' if ok else 'MISSED'}" for what, figure, ok in found]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="jobtower vs Tethys Platform: core Jobs API workload")
     ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
@@ -188,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"jobtower {skipped['jobtower']}")
 
     started = dt.datetime.now()
+    load_before = os.getloadavg()[0]
     runs = []
     with tempfile.TemporaryDirectory(prefix="jobtower-bench-") as scratch:
         for db in dbs:
@@ -199,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     runs.append(run_one(pythons[impl], impl, db, sizes, scratch, args.pg))
 
+    load_after = os.getloadavg()[0]
     report = {
         "started": started.isoformat(timespec="seconds"),
+        "load_average": {"before": load_before, "after": load_after},
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "sizes": sizes,
         "repeat": max(args.repeat, 1),
@@ -217,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     print("q/w = SQL statements / writes per operation (transaction control not counted)")
     if args.repeat > 1:
         print(f"figures are medians of {args.repeat} runs per implementation and database")
+    print(f"{os.cpu_count()} CPUs, 1-minute load average {load_before:.2f} before, {load_after:.2f} after")
     print()
     for db in dbs:
         by_impl = {impl: combine([r for r in runs if r["db"] == db and r["impl"] == impl]) for impl in IMPLS}
         print(table(db, by_impl["jobtower"], by_impl["tethys"]))
+        for line in goals(db, by_impl["jobtower"], by_impl["tethys"]):
+            print(line)
         print()
     print(f"raw results: {os.path.relpath(path)}")
     return 1 if any("error" in r for r in runs) else 0

@@ -212,12 +212,16 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int, explain: b
     results["monitor cycle, wall"] = statistics.median(wall) * 1000
     assert Job.objects.filter(_status="SUB").count() == len(active_ids), "the monitor moved a job"
 
+    listed = admin_client.get("/api/jobs/").json()
+    counted = (f"superuser API list: count {listed['count']:,}, "
+               f"{'the planner' + chr(39) + 's estimate' if listed.get('count_estimated') else 'counted (COUNT(*))'}")
     load = os.getloadavg()
     print(f"\nPostgreSQL {connection.pg_version // 10000}, {os.cpu_count()} CPUs, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"jobtower_job: {job_rows:,} rows, {job_bytes / 2**20:,.0f} MiB; jobtower_jobevent: {event_rows:,} rows, "
           f"{event_bytes / 2**20:,.0f} MiB; database {db_bytes / 2**20:,.0f} MiB; {len(active_ids):,} active LOCAL "
           f"jobs; the measured user has {Job.objects.filter(user=bench).count():,} jobs")
+    print(counted)
     print(f"{'measure':<32} {'median ms':>10} {'goal ms':>8}  ")
     for name, value in results.items():
         goal = GOALS[name]

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -33,12 +34,14 @@ LIST_REPS = 30
 GET_CALLS = 300
 SEED = 20240611
 FILL_BATCH = 2000
+RAW_ROUNDS = 5
 
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
 }
 WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+WRITE_AFTER_CTE = re.compile(r"\)\s*(INSERT|UPDATE|DELETE|REPLACE)\s", re.IGNORECASE)
 # Transaction control is counted apart: on SQLite Django sends "BEGIN IMMEDIATE" through the cursor
 # (so an execute_wrapper sees it), on PostgreSQL psycopg opens transactions implicitly (unseen).
 TX_VERBS = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -311,7 +314,8 @@ class StatementCounter:
             self.tx += 1
         else:
             self.queries += 1
-            if verb.startswith(WRITE_VERBS):
+            # "WITH ... INSERT INTO ..." (a CTE in front of the write) is a write too
+            if verb.startswith(WRITE_VERBS) or (verb.startswith("WITH") and WRITE_AFTER_CTE.search(sql)):
                 self.writes += 1
         return execute(sql, params, many, context)
 
@@ -340,24 +344,45 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
     users = [User.objects.create_user(username=f"u{i}", password=None) for i in range(N_USERS)]
     out: dict = {}
 
-    # a. create + save, one by one, autocommit
-    log(f"create_save: {args.n_create} jobs")
-    q0, w0 = counter.snapshot()
-    t0 = time.perf_counter()
-    for i in range(args.n_create):
-        job = job_manager.create_job(
-            name="bench_{id}", user=users[i % N_USERS], job_type="BASIC", description="bench job"
-        )
-        job.save()
-    elapsed = time.perf_counter() - t0
-    q1, w1 = counter.snapshot()
+    # a. create + save, one by one, autocommit; in rounds alternating with the database's own one-row
+    # INSERT + COMMIT (the floor of one commit per save), so a busy machine slows both alike
+    from django.db import connection, transaction
+
+    log(f"create_save: {args.n_create} jobs, in {RAW_ROUNDS} rounds with raw one-row INSERT+COMMIT")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_raw (id integer PRIMARY KEY, name varchar(64))")
+    elapsed = raw_elapsed = 0.0
+    done = raw_rows = 0
+    queries = writes = 0
+    for r in range(RAW_ROUNDS):
+        count = args.n_create * (r + 1) // RAW_ROUNDS - done
+        t0 = time.perf_counter()
+        for i in range(raw_rows, raw_rows + count):
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("INSERT INTO bench_raw (id, name) VALUES (%s, %s)", [i, f"row {i}"])
+        raw_elapsed += time.perf_counter() - t0
+        raw_rows += count
+        q0, w0 = counter.snapshot()
+        t0 = time.perf_counter()
+        for i in range(done, done + count):
+            job = job_manager.create_job(
+                name="bench_{id}", user=users[i % N_USERS], job_type="BASIC", description="bench job"
+            )
+            job.save()
+        elapsed += time.perf_counter() - t0
+        q1, w1 = counter.snapshot()
+        queries += q1 - q0
+        writes += w1 - w0
+        done += count
     n = max(args.n_create, 1)
     out["create_save"] = {
         "n": args.n_create,
         "seconds": round(elapsed, 3),
         "jobs_per_s": round(args.n_create / elapsed, 1) if elapsed else None,
-        "queries_per_job": round((q1 - q0) / n, 2),
-        "writes_per_job": round((w1 - w0) / n, 2),
+        "queries_per_job": round(queries / n, 2),
+        "writes_per_job": round(writes / n, 2),
+        "raw_insert_commit_per_s": round(raw_rows / raw_elapsed, 1) if raw_elapsed else None,
+        "of_raw": round(raw_elapsed / elapsed, 3) if elapsed else None,
     }
 
     # b. fill the table (not timed)

@@ -69,3 +69,32 @@ def test_sixteen_threads_and_four_processes_submit_once(job_manager, user, tmp_p
     events = list(JobEvent.objects.filter(job_id=job.pk).values_list("from_status", "to_status"))
     assert events == [("PEN", "SUB")]
     assert Job.objects.get(pk=job.pk).status == "Submitted"
+
+
+def _create(job_manager, user, barrier, names: list, count: int) -> None:  # noqa: ANN001
+    try:
+        barrier.wait(timeout=60)
+        for n in range(count):
+            job = job_manager.create_job(name=f"race_{{id}}_{n}", user=user, job_type="BASIC")
+            job.save()
+            names.append((job.pk, job.name))
+    except Exception as exc:  # a crash must show up in the assertion, not vanish in a thread
+        names.append((None, f"crash: {type(exc).__name__}: {exc}"))
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_saves_give_distinct_ids_each_expanded_in_its_own_name(job_manager, user) -> None:
+    """Each save draws its id inside its one INSERT: writers racing never share an id or a name."""
+    barrier = threading.Barrier(8)
+    names: list = []
+    threads = [threading.Thread(target=_create, args=(job_manager, user, barrier, names, 25)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(names) == 200 and all(pk is not None for pk, _ in names), [n for n in names if n[0] is None][:3]
+    assert len({pk for pk, _ in names}) == 200
+    stored = dict(Job.objects.values_list("pk", "name"))
+    assert all(stored[pk] == name and name.startswith(f"race_{pk}_") for pk, name in names)

@@ -511,6 +511,67 @@ def test_fast_insert_stores_every_field_and_sends_save_signals(job_manager, user
     assert Job.objects.get(pk=job.pk).description == "changed"
 
 
+def test_saving_a_new_job_is_one_statement_with_the_id_in_its_name(job_manager, user) -> None:
+    job = job_manager.create_job(name="run_{id}_of_{id}", user=user, job_type="BASIC")
+    with CaptureQueriesContext(connection) as queries:
+        job.save()
+    statements = [q["sql"] for q in queries if not q["sql"].upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE"))]
+    assert len(statements) == 1 and statements[0].upper().lstrip().startswith("WITH"), statements
+    assert job.name == f"run_{job.pk}_of_{job.pk}" == Job.objects.get(pk=job.pk).name
+    plain = job_manager.create_job(name="plain", user=user, job_type="BASIC")
+    plain.save()
+    assert plain.pk > job.pk and Job.objects.get(pk=plain.pk).name == "plain"
+
+
+def test_ids_of_deleted_jobs_are_never_given_again(job_manager, user) -> None:
+    first = job_manager.create_job(name="a_{id}", user=user, job_type="BASIC")
+    first.save()
+    swept = job_manager.create_jobs([{"name": "s_{id}", "user": user, "job_type": "BASIC"} for _ in range(3)])
+    newest = swept[-1].pk
+    Job.objects.filter(pk__in=[job.pk for job in swept]).delete()
+    again = job_manager.create_job(name="b_{id}", user=user, job_type="BASIC")
+    again.save()
+    assert again.pk > newest > first.pk and again.name == f"b_{again.pk}"
+
+
+def test_a_new_job_is_built_as_the_model_constructor_builds_it(job_manager, user) -> None:
+    from django.contrib.auth.models import Group
+
+    team = Group.objects.create(name="team")
+    job = job_manager.create_job(name="n", user=user, job_type="CONDOR", groups=[team], description="d",
+                                 extended_properties={"k": 1}, attributes={"request_cpus": 2},
+                                 process_results_function="tests.results_functions:record")
+    built = CondorJob(name="n", user=user, label=job.label, workspace=job.workspace, groups=[team], description="d",
+                      extended_properties={"k": 1}, attributes={"request_cpus": 2},
+                      process_results_function="tests.results_functions:record")
+    skip = {"creation_time", "_state"}
+    assert {k: v for k, v in vars(job).items() if k not in skip} == {
+        k: v for k, v in vars(built).items() if k not in skip}
+    assert job.user is user and job._state.db == built._state.db and job._state.adding
+    with pytest.raises(AttributeError, match="read-only"):
+        job.label = "other"
+    job.save()
+    assert list(Job.objects.get(pk=job.pk).groups.all()) == [team]
+
+
+def test_get_job_reads_every_field_as_the_orm_does(job_manager, user, other_user) -> None:
+    job = job_manager.create_job(name="g_{id}", user=user, job_type="CONDOR", description="d ü",
+                                 extended_properties={"a": [1, {"b": None}]}, attributes={"request_cpus": 2})
+    job.save()
+    Job.objects.filter(pk=job.pk).update(progress=12.5, result={"r": [1.5]}, start_time=timezone.now())
+    expected = Job.objects.get(pk=job.pk)
+    with CaptureQueriesContext(connection) as queries:
+        got = job_manager.get_job(job.pk, user=user)
+    assert len(queries) == 1
+    assert type(got) is CondorJob and got._state.db == expected._state.db and not got._state.adding
+    for field in Job._meta.concrete_fields:
+        assert getattr(got, field.attname) == getattr(expected, field.attname), field.attname
+    assert got.start_time.tzinfo is not None and got.attributes == {"request_cpus": 2}
+    assert job_manager.get_job(job.pk, user=other_user) is None
+    assert job_manager.get_job(job.pk, filters={"status": "Pending"}).pk == job.pk
+    assert job_manager.get_job(job.pk, filters={"status": "Running"}) is None
+
+
 def test_pending_basic_job_marked_complete_still_processes_results(job_manager, user) -> None:
     results_functions.CALLS.clear()
     job = job_manager.create_job(name="p", user=user, job_type="BASIC",

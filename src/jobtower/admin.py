@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils.functional import cached_property
 
 from jobtower import conf
+from jobtower.db import estimated_count
 from jobtower.dotted import function_path
 from jobtower.models import Delivery, Job, JobEvent, Scheduler, SlurmCluster
 from jobtower.registry import registered_classes
@@ -33,29 +34,17 @@ else:
     _SchedulerForm = _JobForm = forms.ModelForm
 
 
-#: Below this many rows (as the planner estimates) the changelist counts exactly.
-EXACT_COUNT_BELOW = 100_000
-
-
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     """Count an unfiltered changelist from the planner's estimate on PostgreSQL (no scan of the table).
 
     COUNT(*) reads the whole table: about a second for a million jobs. An unfiltered list shows
-    "about N" pages instead; a filtered one, or a small table, is counted exactly.
+    "about N" pages instead; a filtered one, or a small table, is counted exactly (jobtower.db.estimated_count).
     """
 
     @cached_property
     def count(self) -> int:
-        query = getattr(self.object_list, "query", None)
-        model = getattr(self.object_list, "model", None)
-        if query is not None and model is not None and not query.where and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                               [model._meta.db_table])
-                row = cursor.fetchone()
-            if row is not None and row[0] >= EXACT_COUNT_BELOW:
-                return int(row[0])
-        return super().count
+        estimate = estimated_count(self.object_list)
+        return super().count if estimate is None else estimate
 
 
 class AppLabelFilter(admin.SimpleListFilter):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.conf import settings
 
 from jobtower import conf
 
@@ -110,6 +113,30 @@ def user_workspace_path(app: Any, user: Any) -> Path:
     if not username or "/" in username or "\\" in username or username in (".", ".."):
         username = f"user_{user.pk}"  # never let a username walk out of the workspaces folder
     return app_root(app) / "user_workspaces" / username
+
+
+def user_workspace(app: Any, user: Any) -> str:
+    """Return the path of `user`'s workspace in `app` as text: user_workspace_path(), remembered.
+
+    Every create_job() needs it: the answer is kept per app, user and everything it is made from
+    (the settings, $JOBTOWER_HOME, the current folder), so a changed setting gives a new answer.
+    """
+    environ = os.environ
+    configured = getattr(settings, "JOBTOWER", None) or {}  # what conf.home() and conf.workspaces_root() read
+    key = (
+        getattr(app, "package", ""), getattr(app, "workspaces_root", None), configured.get("HOME"),
+        configured.get("WORKSPACES_ROOT"), environ.get("JOBTOWER_HOME"), environ.get("HOME"), os.getcwd(), user.pk,
+        str(getattr(user, "get_username", lambda: "")() or ""),
+    )
+    found = _user_workspaces.get(key)
+    if found is None:
+        if len(_user_workspaces) >= 4096:
+            _user_workspaces.clear()
+        found = _user_workspaces[key] = str(user_workspace_path(app, user))
+    return found
+
+
+_user_workspaces: dict[tuple[Any, ...], str] = {}
 
 
 def _make(path: Path) -> Workspace:

@@ -78,6 +78,9 @@ class JobPage(BaseModel):
     """A page of jobs."""
 
     count: int
+    #: True when `count` (and `pages`) is the database's estimate: a manager's unfiltered list of a large
+    #: table on PostgreSQL is not counted row by row.
+    count_estimated: bool = False
     page: int
     page_size: int
     pages: int
