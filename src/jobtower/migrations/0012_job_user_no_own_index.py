@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobtower', '0010_workflow_nodes'),
+        ('jobtower', '0011_slurmcluster_rest_help'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
