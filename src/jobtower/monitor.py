@@ -202,7 +202,7 @@ class Monitor:
 
         Several monitors may run (one per host, say); only the lease holder polls, so no job is asked
         about twice in a cycle. The holder renews it every cycle for 1.5 cycles; if it dies or hangs,
-        a standby, asking every half cycle, takes over within two cycles.
+        a standby, asking every quarter cycle, takes over within two cycles of its death.
         """
         from jobtower.models import lease
 
@@ -246,8 +246,11 @@ class Monitor:
                         if self.lead():
                             next_cycle = time.monotonic() + self.interval
                             self.cycle()
-                        else:  # a standby asks twice per cycle, so it takes over within two cycles
-                            next_cycle = time.monotonic() + self.interval / 2
+                        else:
+                            # A standby asks four times per cycle: a leader killed just after renewing
+                            # is replaced 1.5 cycles + check_interval + at most a quarter cycle later,
+                            # within two cycles of the kill.
+                            next_cycle = time.monotonic() + self.interval / 4
                     if time.monotonic() < self._leading_until:
                         self.check_requested()
                 except Exception:
