@@ -309,3 +309,22 @@ def test_a_polls_moves_are_recorded_as_the_engines(job, set_status) -> None:
     set_status(job, Status.SUBMITTED)
     assert apply_poll([job], PollResult(observations={job.pk: Observation(Status.RUNNING)})) == 1
     assert [e.source for e in stored(job).history()] == ["engine"]
+
+
+def test_an_unknown_status_from_an_engine_is_an_error_naming_it_within_bounds() -> None:
+    from jobtower.backends.base import Observation
+    from jobtower.manager import sanitize
+
+    named = sanitize(Observation("FINISHED?", progress=1))  # type: ignore[arg-type]
+    assert named.status is Status.ERROR and named.message == "the engine reported an unknown status 'FINISHED?'"
+    long = sanitize(Observation("S" * 1000))  # type: ignore[arg-type]
+    assert long.status is Status.ERROR and len(long.message) == 500
+
+
+@pytest.mark.parametrize(("reported", "kept"), [(150, 100.0), (100, 100.0), (-5, 0.0), (0.5, 0.5), ("42", 42.0),
+                                                (float("nan"), None), ("lots", None)])
+def test_progress_is_a_percentage_between_0_and_100(reported, kept) -> None:
+    from jobtower.backends.base import Observation
+    from jobtower.manager import sanitize
+
+    assert sanitize(Observation(Status.RUNNING, progress=reported)).progress == kept
