@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -13,11 +12,6 @@ import jobtower
 def add(a: int, b: int, *, scale: int = 1) -> dict:
     """Return a JSON result."""
     return {"sum": (a + b) * scale, "cwd": os.getcwd()}
-
-
-def fail(reason: str) -> None:
-    """Raise like a broken model does."""
-    raise ValueError(f"model diverged: {reason}")
 
 
 def not_json() -> object:
@@ -44,15 +38,3 @@ def nul_progress() -> str:
     """Report progress whose message holds a NUL byte (PostgreSQL text cannot hold one)."""
     jobtower.progress(10, "a\x00b")
     return "done"
-
-
-def shout(name: str, *, who: str) -> dict:
-    """Read an input file from the job's folder, say so on stdout and stderr, return what it did.
-
-    Standard library and JSON only: the one-definition test runs it on LOCAL, CONDOR and SLURM.
-    """
-    text = Path(name).read_text()
-    Path("output.txt").write_text(text.upper())
-    print("read", len(text), "bytes for", who, "and", os.environ["WHO"])
-    print("a warning", file=sys.stderr)
-    return {"shouted": text.upper(), "who": who, "cwd": os.getcwd()}

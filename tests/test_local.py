@@ -111,7 +111,7 @@ def test_function_result_is_stored(job_manager, user, local_worker) -> None:
 
 
 def test_function_errors_and_non_json_results_are_errors(job_manager, user, local_worker) -> None:
-    fails = job_manager.create_job(name="f", user=user, job_type="LOCAL", function="tests.local_functions:fail",
+    fails = job_manager.create_job(name="f", user=user, job_type="LOCAL", function="tests.engine_functions:fail",
                                    args=["dt too big"])
     odd = job_manager.create_job(name="o", user=user, job_type="LOCAL", function="tests.local_functions:not_json")
     fails.execute()

@@ -214,7 +214,7 @@ def test_one_function_definition_gives_the_same_result_status_and_logs_on_every_
 ) -> None:
     import sys
 
-    settings = function_definition(engines, "tests.local_functions:shout", "input.txt", who="me")
+    settings = function_definition(engines, "tests.engine_functions:shout", "input.txt", who="me")
     done = run_everywhere(job_manager, user, engines, settings)
     for job_type, job in done.items():
         assert job.status_code is Status.COMPLETE, f"{job_type}: {job.status_message}"
@@ -237,7 +237,7 @@ def test_one_function_definition_gives_the_same_result_status_and_logs_on_every_
 def test_a_function_that_raises_ends_in_error_with_its_exception_on_every_engine(
     engines: Path, function_python: str, job_manager: Any, user: Any
 ) -> None:
-    settings = function_definition(engines, "tests.local_functions:fail", "dt too big")
+    settings = function_definition(engines, "tests.engine_functions:fail", "dt too big")
     done = run_everywhere(job_manager, user, engines, settings)
     for job_type, job in done.items():
         assert job.status_code is Status.ERROR, f"{job_type}: {job.status_code} {job.status_message}"

@@ -279,7 +279,7 @@ def test_a_function_job_runs_through_slurmrestd_and_returns_its_result(
 ) -> None:
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "input.txt").write_text("hello\n")
-    job = run(job_manager, user, function="tests.local_functions:shout", args=["input.txt"], kwargs={"who": "me"},
+    job = run(job_manager, user, function="tests.engine_functions:shout", args=["input.txt"], kwargs={"who": "me"},
               remote_input_files=[str(tmp_path / "input.txt")],
               environment={"WHO": "everyone", "PYTHONPATH": f"{root / 'src'}:{root}"})
     done = ended(job, TIMEOUT)
