@@ -104,3 +104,25 @@ def test_a_command_named_like_a_shell_builtin_runs_the_program(job_manager, user
     done = wait_for(lambda: (j := fresh(job)).status_code.is_terminal and j, 30.0, what="the job to end")
     assert done.status_code is Status.COMPLETE, done.status_message
     assert done.get_logs()["stdout"] == "the program, not the builtin: hi\n"
+
+
+def test_a_worker_never_runs_more_jobs_than_its_concurrency(job_manager: Any, user: Any, transactional_db: Any) -> None:
+    """Each job records when it ran; at no moment do more than `concurrency` of them overlap."""
+    jobs = [job_manager.create_job(name=f"c{i}", user=user, job_type="LOCAL",
+                                   command=["sh", "-c", 'date +%s.%N > began; sleep 0.6; date +%s.%N > ended'])
+            for i in range(6)]
+    for job in jobs:
+        job.execute()
+    worker = LocalWorker(concurrency=2, idle_sleep=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        for job in jobs:
+            wait_for(lambda job=job: fresh(job).status_code is Status.COMPLETE, 30.0, what=f"job {job.pk} to complete")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    spans = [(float((job.folder / "began").read_text()), float((job.folder / "ended").read_text())) for job in jobs]
+    most = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+    assert most <= 2, f"{most} jobs ran at once with concurrency 2: {sorted(spans)}"

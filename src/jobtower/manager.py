@@ -770,13 +770,19 @@ def _claim_rows(
     quote = db.ops.quote_name
     fields = meta.concrete_fields
     table = quote(meta.db_table)
-    lock = " FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
     when = db.ops.adapt_datetimefield_value(now)
     types = ", ".join(["%s"] * len(job_types))
+    pick = f'SELECT "id" FROM {table} WHERE "status" = %s AND "job_type" IN ({types}) ORDER BY "id" LIMIT %s'
+    if db.features.has_select_for_update_skip_locked:
+        # ARRAY(...) runs the pick once. As "id IN (...)" PostgreSQL may run it again for each row it
+        # joins, and each run skips the rows the last one locked: the UPDATE then claims every
+        # queued job, whatever the limit (a worker running all of them at once).
+        where = f'"id" = ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED))'
+    else:
+        where = f'"id" IN ({pick})'
     cursor.execute(
         f'UPDATE {table} SET "status" = %s, "status_message" = %s, "start_time" = %s, "last_status_check" = %s '
-        f'WHERE "id" IN (SELECT "id" FROM {table} WHERE "status" = %s AND "job_type" IN ({types}) '
-        f'ORDER BY "id" LIMIT %s{lock}) AND "status" = %s '
+        f'WHERE {where} AND "status" = %s '
         f"RETURNING {', '.join(quote(f.column) for f in fields)}",
         [Status.RUNNING.value, "", when, when, Status.SUBMITTED.value, *job_types, limit, Status.SUBMITTED.value],
     )
