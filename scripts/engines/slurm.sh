@@ -204,6 +204,9 @@ start_slurmrestd() {
     grep -qw "openapi/$SLURMRESTD_API" <<<"$plugins" \
       || die "slurmrestd offers no openapi/$SLURMRESTD_API plugin; slurmrestd -s list says: $(tr '\n' ' ' <<<"$plugins")"
     touch /var/log/slurm/slurmrestd.log
+    # From /: slurmrestd keeps the folder it starts in as its working folder, and once that folder is
+    # deleted (a test's temporary one, a CI checkout) every submit fails with "getcwd failed".
+    cd /
     # SLURM_JWT=daemon: slurmrestd passes each request's JWT on to slurmctld and slurmdbd (no munge)
     SLURM_JWT=daemon setsid /usr/sbin/slurmrestd -u slurmrestd -g slurmrestd -a rest_auth/jwt \
       -s "openapi/$SLURMRESTD_API,openapi/db$SLURMRESTD_API" "127.0.0.1:$SLURMRESTD_PORT" \
