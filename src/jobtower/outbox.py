@@ -73,6 +73,11 @@ def payload(move: Move) -> dict[str, Any]:
     }
 
 
+def needed() -> bool:
+    """Return True when some move may owe a notification (webhooks or e-mail are configured)."""
+    return bool(conf.get("WEBHOOKS") or conf.get("NOTIFY_EMAIL"))
+
+
 def enqueue(moves: Sequence[Move]) -> int:
     """Write the notifications `moves` owe, in one INSERT; call it in the moves' transaction."""
     hooks = webhooks.endpoints()
