@@ -42,6 +42,8 @@ APP_PACKAGE = "bench_local"
 FULL = {"n_jobs": 2000, "steady_jobs": 300, "minutes": 10.0}
 QUICK = {"n_jobs": 300, "steady_jobs": 60, "minutes": 1.0}
 N_FINISHED = 100_000
+#: Jobs run by the in-process worker that counts SQL statements per job (step 4 of the throughput phase).
+STATEMENT_JOBS = 300
 N_ACTIVE = 1_000
 SAMPLE_EVERY = 10.0
 MONITOR_INTERVAL = 1.0
@@ -188,6 +190,51 @@ def machine_cpu() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+def database_backends_cpu() -> float:
+    """CPU seconds so far of this database's other PostgreSQL backends (the workers' and the monitor's
+    connections); 0 on SQLite, which runs inside the processes that use it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0.0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        pids = [row[0] for row in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_times(pid)[0]
+        except OSError:
+            pass  # the server is on another machine, or the backend ended
+    return total
+
+
+def statements_per_job(manager, user, n_jobs: int) -> dict:
+    """Run `n_jobs` queued jobs with an in-process worker (no other worker running) and count its SQL."""
+    from django.db import connection
+
+    from jobtower.worker import LocalWorker
+
+    ids = [submit_one(manager, user, 10_000_000 + i).pk for i in range(n_jobs)]
+    counts: Counter = Counter()
+
+    def counter(execute, sql, params, many, context):
+        first = sql.lstrip().split(None, 1)[0].upper()
+        if first not in ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"):
+            counts[first] += 1
+        return execute(sql, params, many, context)
+
+    worker = LocalWorker(name="bench-statements")
+    with connection.execute_wrapper(counter):
+        worker.run(until_idle=True)
+    from jobtower.models import Job
+
+    left = Job.objects.filter(pk__in=ids).exclude(_status="COM").count()
+    return {"jobs": n_jobs, "not_complete": left, "per_job": sum(counts.values()) / n_jobs,
+            "by_kind": dict(counts)}
+
+
 def job_timings(ids: list[int]) -> dict:
     """Per-job overheads from the jobs' own timestamps (all written by this machine's clock)."""
     from jobtower.models import Job, JobEvent
@@ -274,11 +321,13 @@ def child_throughput(args: argparse.Namespace) -> dict:
         names = {"bench-worker-1", "bench-worker-2", "bench-monitor"}
         while Worker.objects.filter(name__in=names).count() < 3 and time.perf_counter() - t_start < 60:
             time.sleep(0.02)
-        cpu_before = [cpu_times(p.pid) for p in processes], machine_cpu(), time.process_time()
+        cpu_before = ([cpu_times(p.pid) for p in processes], machine_cpu(), time.process_time(),
+                      database_backends_cpu())
         done_before = Job.objects.filter(pk__in=backlog, _status="COM").count()
         ok, trace = wait_until_done(None, timeout=max(300.0, args.n_jobs / 2.0), start=t_start)
         wall = time.perf_counter() - t_start
-        cpu_after = [cpu_times(p.pid) for p in processes], machine_cpu(), time.process_time()
+        cpu_after = ([cpu_times(p.pid) for p in processes], machine_cpu(), time.process_time(),
+                     database_backends_cpu())
         if not ok:
             result["error"] = f"timed out after {wall:.0f} s with {trace[-1][1]} jobs still active"
             result["logs"] = {t: log_tail(home, t) for t in ("worker-1", "worker-2", "monitor")}
@@ -286,13 +335,14 @@ def child_throughput(args: argparse.Namespace) -> dict:
         result["wall_s"] = wall
         result["jobs_per_s"] = args.n_jobs / wall
         counted = max(1, args.n_jobs - done_before)
-        (w1b, w2b, mb), (busy_b, total_b), driver_b = cpu_before
-        (w1a, w2a, ma), (busy_a, total_a), driver_a = cpu_after
+        (w1b, w2b, mb), (busy_b, total_b), driver_b, pg_b = cpu_before
+        (w1a, w2a, ma), (busy_a, total_a), driver_a, pg_a = cpu_after
         result["cpu_ms_per_job"] = {
             "jobs_counted": counted,
             "workers_python": 1000 * (w1a[0] - w1b[0] + w2a[0] - w2b[0]) / counted,
             "supervisors_and_jobs": 1000 * (w1a[1] - w1b[1] + w2a[1] - w2b[1]) / counted,
             "monitor": 1000 * (ma[0] - mb[0]) / counted,
+            "database_backends": 1000 * (pg_a - pg_b) / counted,
             "driver_polling": 1000 * (driver_a - driver_b) / counted,
             "machine_busy_percent": 100 * (busy_a - busy_b) / max(1, total_a - total_b),
             "machine_busy_ms": 1000 * (busy_a - busy_b) / os.sysconf("SC_CLK_TCK") / counted,
@@ -329,6 +379,11 @@ def child_throughput(args: argparse.Namespace) -> dict:
     finally:
         codes = stop_all(processes)
         result["exit_codes"] = codes
+    if "error" not in result:
+        # 4. SQL statements per job, counted in-process: the workers are stopped, one LocalWorker runs
+        # STATEMENT_JOBS more queued jobs here (its own wake-ups, so the count is of the real code).
+        log(f"{connection.vendor}: counting SQL statements per job with an in-process worker")
+        result["statements"] = statements_per_job(manager, user, STATEMENT_JOBS)
     if profile_path and os.path.exists(profile_path):
         result["profile"] = profile_summary(profile_path)
     result["all_complete"] = Job.objects.filter(label=APP_PACKAGE).exclude(_status="COM").count() == 0
@@ -655,6 +710,8 @@ def throughput_table(runs: list[dict], n_jobs: int, rate: float, steady: int) ->
         ("  supervisors (sh) + jobs (true)", lambda r: fmt(g(r, "cpu_ms_per_job", "supervisors_and_jobs"), 2)),
         ("  monitor / driver's polling", lambda r: "{} / {}".format(
             fmt(g(r, "cpu_ms_per_job", "monitor"), 2), fmt(g(r, "cpu_ms_per_job", "driver_polling"), 2))),
+        ("  database server (PostgreSQL backends)", lambda r: fmt(g(r, "cpu_ms_per_job", "database_backends"), 2)
+         if r.get("db") == "postgresql" else "in workers"),
         ("  whole machine (both CPUs)", lambda r: fmt(g(r, "cpu_ms_per_job", "machine_busy_ms"), 2)),
         ("backlog: machine CPU busy  %", lambda r: fmt(g(r, "cpu_ms_per_job", "machine_busy_percent"))),
         ("backlog: Complete-start  med/p95 ms", lambda r: med_p95(g(r, "backlog", "complete_minus_start"))),
@@ -664,6 +721,7 @@ def throughput_table(runs: list[dict], n_jobs: int, rate: float, steady: int) ->
         ("steady: start-execute  med/p95 ms", lambda r: med_p95(g(r, "steady", "start_minus_execute"))),
         ("steady: Complete-start  med/p95 ms", lambda r: med_p95(g(r, "steady", "complete_minus_start"))),
         ("steady: Complete-execute  med/p95 ms", lambda r: med_p95(g(r, "steady", "complete_minus_execute"))),
+        ("SQL statements per job (in-process worker)", lambda r: fmt(g(r, "statements", "per_job"), 2)),
         ("host load (1-min avg) before / after run", lambda r: "{:.2f} / {:.2f}".format(*r["loadavg_1min"])
          if r.get("loadavg_1min") else "n/a"),
         ("all Complete, each claimed once", lambda r: "n/a" if "error" in r else (

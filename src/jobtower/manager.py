@@ -781,6 +781,20 @@ class _PgFinishAndClaim:
             'LEFT JOIN claimed AS c ON true ORDER BY c."id"'
         )
         assert Status.SUBMITTED.value == "SUB" and Status.RUNNING.value == "RUN"
+        self.attnames = tuple(f.attname for f in self.fields)
+        self._converters: tuple[Any, list[Any]] | None = None
+
+    def to_jobs(self, db: Any, using: str, rows: list[Any]) -> list[Job]:
+        """Return the claimed rows as jobs, each column through its field's converter as a queryset does."""
+        if self._converters is None:
+            from django.db.models.sql import Query
+
+            compiler = db.ops.compiler("SQLCompiler")(Query(Job), db, using)
+            self._converters = (compiler, compiler.get_converters([f.get_col(Job._meta.db_table) for f in self.fields]))
+        compiler, converters = self._converters
+        if converters:
+            rows = list(compiler.apply_converters(rows, converters))
+        return [Job.from_db(using, self.attnames, row) for row in rows]
 
     @staticmethod
     @functools.cache
@@ -797,8 +811,6 @@ def _pg_finish_and_claim(
     job_types: list[str], limit: int, now: datetime.datetime, source: str,
 ) -> list[Job]:
     """finish_and_claim()'s work on PostgreSQL as one statement: fills `ended` and `late`, returns the claimed."""
-    from django.db.models.sql import Query
-
     plan = _PgFinishAndClaim.get(using)
     jobs = [(job, current, new, message) for (current, new, message), group in fast.items() for job in group]
     ids = [job.pk for job, *_ in jobs]
@@ -821,12 +833,7 @@ def _pg_finish_and_claim(
              for job, current, new, message, _ in ended]
     claimed: list[Job] = []
     if rows:
-        compiler = db.ops.compiler("SQLCompiler")(Query(Job), db, using)
-        converters = compiler.get_converters([f.get_col(Job._meta.db_table) for f in plan.fields])
-        if converters:
-            rows = list(compiler.apply_converters(rows, converters))
-        attnames = tuple(f.attname for f in plan.fields)
-        claimed = [Job.from_db(using, attnames, row) for row in rows]
+        claimed = plan.to_jobs(db, using, rows)
         moves += [outbox.Move(job, Status.SUBMITTED, Status.RUNNING, source, "", job.attempt, now)
                   for job in claimed]
     if moves:
