@@ -531,8 +531,10 @@ class Job(models.Model):
             models.Index(fields=["label", "id"], name="jobtower_label_id"),
             # a user's jobs of every app, newest first (the site's Jobs Table, the REST API).
             models.Index(fields=["user", "id"], name="jobtower_user_id"),
-            # the monitor's "every active job" query.
-            models.Index(fields=["_status"], name="jobtower_status"),
+            # the monitor's "every active job" query, and a LOCAL worker's claim of the oldest Submitted
+            # jobs: in id order, it reads only the rows it claims (by "id" alone it would step over every
+            # job that ended since the oldest queued one).
+            models.Index(fields=["_status", "id"], name="jobtower_status_id"),
         ]
         permissions = [("jobs_table_actions", "Can run actions on any job in a Jobs Table")]
 
