@@ -314,3 +314,34 @@ def test_prune_counts_then_deletes_only_jobs_that_ended_long_ago(tmp_path: Path)
         "deleted": 0, "would_delete": 0}  # not ended yet: nobody ran it
     assert "deleted 0 jobs" in _jt(env, "prune", "--older-than", "90d").stdout
     assert [j["id"] for j in json.loads(_jt(env, "list", "--json").stdout)] == [int(job_id)]
+
+
+def test_worker_and_monitor_start_without_the_api_pages_and_the_site_keeps_them(tmp_path: Path) -> None:
+    # The worker and the monitor serve no pages: django-ninja's app (and its pydantic) is not imported.
+    probe = (
+        "import sys\n"
+        "from jobtower import cli\n"
+        "kind = sys.argv[1]\n"
+        "setup = cli._setup\n"
+        "def set_up(**options):\n"
+        "    setup(**options)\n"
+        "    import jobtower.monitor\n"
+        "    jobtower.monitor.Monitor.run = lambda self, stop=None: None  # set up, not run\n"
+        "cli._setup = set_up\n"
+        "cli.main([kind, '--until-idle'] if kind == 'worker' else [kind])\n"
+        "from django.conf import settings\n"
+        "print('ninja' in settings.INSTALLED_APPS, sorted(n for n in ('ninja', 'pydantic') if n in sys.modules))\n"
+    )
+    env = _env(tmp_path)
+    for kind in ("worker", "monitor"):
+        out = subprocess.run([sys.executable, "-c", probe, kind], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[-2] == "False []", (kind, out.stdout)
+    # Every other command (the site's) keeps the app: the API page needs its templates and static files.
+    site = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+         "print('ninja' in settings.INSTALLED_APPS)"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "jobtower.site.settings"}, capture_output=True, text=True, timeout=120,
+    )
+    assert site.returncode == 0 and site.stdout.strip() == "True", site.stderr

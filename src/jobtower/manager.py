@@ -673,13 +673,13 @@ def finish_and_claim(
 
     using = router.db_for_write(Job)
     db = connections[using]
-    # PostgreSQL does it all in one statement (see _PgFinishAndClaim): a look that finds nothing
-    # queued costs that one statement, as the plain read below would.
-    one_statement = db.vendor == "postgresql"
-    if not fast and (limit <= 0 or not job_types or (not one_statement and not _queued(job_types, using))):
+    if not fast and (limit <= 0 or not job_types or not _queued(job_types, using)):
         # An idle worker asks with a plain read first: it takes no write lock (SQLite's BEGIN
-        # IMMEDIATE would otherwise serialize every idle look with real writers).
+        # IMMEDIATE would otherwise serialize every idle look with real writers), and on PostgreSQL
+        # it is cheaper for the server than the statement below.
         return moved, []
+    # PostgreSQL does it all in one statement (see _PgFinishAndClaim).
+    one_statement = db.vendor == "postgresql"
     now = timezone.now()
     ended: list[tuple[Job, Status, Status, str, dict[str, Any]]] = []
     late: list[tuple[Job, Status, str]] = []

@@ -68,7 +68,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "ninja",  # django-ninja's templates and static files: the API page (Swagger UI), no CDN
+    # django-ninja's templates and static files: the API page (Swagger UI), no CDN. Left out of `jobtower
+    # worker` and `jobtower monitor` (JOBTOWER_NO_PAGES, set by the command): they serve no pages.
+    *([] if os.environ.get("JOBTOWER_NO_PAGES") == "1" else ["ninja"]),
     "jobtower",
 ]
 MIDDLEWARE = [
