@@ -44,6 +44,28 @@ def hold(name: str, holder: str, seconds: float) -> bool:
     return True
 
 
+def renew(name: str, holder: str, seconds: float) -> bool:
+    """Extend the lease `name` for `seconds` only if `holder` still has it, even past its end; True if so.
+
+    Unlike hold(), this never takes a lease that ran out from someone else: it succeeds only when nobody
+    took the lease over since `holder` last held it, so what `holder` did meanwhile was done alone.
+    """
+    until = timezone.now() + datetime.timedelta(seconds=seconds)
+    return bool(Lease.objects.filter(name=name, holder=holder).update(expires=until))
+
+
+def still_held(name: str, holder: str) -> bool:
+    """Return True if `holder` holds the lease `name` and it has not run out: a fence for a write.
+
+    One conditional UPDATE of the lease row that changes nothing. Run first in a transaction, it keeps
+    the answer true until that transaction ends: on PostgreSQL it locks the row, so another process's
+    hold() waits for the commit; on SQLite the transaction holds the database's write lock already.
+    """
+    return bool(
+        Lease.objects.filter(name=name, holder=holder, expires__gt=timezone.now()).update(holder=holder)
+    )
+
+
 def release(name: str, holder: str) -> None:
     """Give the lease up at once (a monitor that stops cleanly), if `holder` has it."""
     Lease.objects.filter(name=name, holder=holder).delete()
