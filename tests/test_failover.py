@@ -56,6 +56,156 @@ def test_a_standby_monitor_does_not_poll_until_it_holds_the_lease(job_manager, u
     assert standby.lead() is True and leader.lead() is False
 
 
+# -- fencing: a leader that hung past its lease does not act on it -----------------------------------
+
+
+def _leader_and_standby() -> tuple[Monitor, Monitor]:
+    """Two monitors driven cycle by cycle; the first leads."""
+    leader = Monitor(interval=1.0, name="m1", results_threads=0, delivery_thread=False)
+    standby = Monitor(interval=1.0, name="m2", results_threads=0, delivery_thread=False)
+    assert leader.lead() is True and standby.lead() is False
+    return leader, standby
+
+
+def _running_jobs(job_manager: Any, user: Any, memory: Any, count: int, job_type: str = "MEMORY") -> list[Job]:
+    """`count` jobs Submitted in the database that their engine now reports Running."""
+    jobs = [job_manager.create_job(name=f"fence {i}", user=user, job_type=job_type) for i in range(count)]
+    for job in jobs:
+        job.execute()
+        memory.set(job, Status.RUNNING)
+    return jobs
+
+
+def _take_over(standby: Monitor) -> None:
+    """The leader's lease runs out and the standby takes it (as while the leader hangs)."""
+    Lease.objects.filter(name=LEASE).update(expires=timezone.now() - datetime.timedelta(seconds=1))
+    assert standby.lead() is True
+
+
+def test_a_leader_whose_lease_was_taken_over_during_its_poll_writes_nothing(
+    job_manager, user, memory, db, caplog, monkeypatch
+) -> None:
+    jobs = _running_jobs(job_manager, user, memory, 3)
+    leader, standby = _leader_and_standby()
+    events = JobEvent.objects.filter(job_id__in=[j.pk for j in jobs]).count()
+    engine_poll = memory.poll
+
+    def slow_poll(polled):  # noqa: ANN001, ANN202 - the engine's own signature
+        answer = engine_poll(polled)
+        _take_over(standby)  # the leader hangs here, past its lease; its own clock has not noticed
+        return answer
+
+    monkeypatch.setattr(memory, "poll", slow_poll)
+    with caplog.at_level(logging.WARNING, logger="jobtower.monitor"):
+        assert leader.cycle() == 0
+    assert leader.polls == 1  # it polled, and then wrote nothing
+    assert {j.status_code for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {Status.SUBMITTED}
+    assert JobEvent.objects.filter(job_id__in=[j.pk for j in jobs]).count() == events
+    said = [r.getMessage() for r in caplog.records if "stood down" in r.getMessage()]
+    assert said == ["m1: stood down: another monitor holds its lease now (the lease row says so); "
+                    "abandoning the rest of cycle 1 (another monitor may lead now)"], caplog.text
+    assert leader.lead() is False and lease.holder_of(LEASE) == "m2"
+    monkeypatch.setattr(memory, "poll", engine_poll)
+    assert standby.cycle() == 3  # the new leader writes what it saw itself
+    assert {j.status_code for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {Status.RUNNING}
+
+
+def test_a_leader_past_its_own_deadline_skips_its_remaining_polls(
+    job_manager, user, memory, db, settings, caplog, monkeypatch
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobtower import manager
+    from jobtower.backends import get_backend
+    from jobtower.monitor import engines
+    from tests.jobtypes import MEMORY_BACKEND
+
+    # A second engine: the memory engine with other options, as settings may choose.
+    settings.JOBTOWER = {**settings.JOBTOWER, "BACKENDS": {"MEMORY_NO_HOLD": {
+        "BACKEND": MEMORY_BACKEND, "OPTIONS": {"hold": False}}}}
+    other = get_backend(MEMORY_BACKEND, {"hold": False})
+    other.reset()
+    jobs = {"MEMORY": _running_jobs(job_manager, user, memory, 2),
+            "MEMORY_NO_HOLD": _running_jobs(job_manager, user, other, 2, "MEMORY_NO_HOLD")}
+    order = [t for types in engines().values() for t in types if t in jobs]
+    assert len(order) == 2 and order[0] != order[1], f"the two job types should run on two engines: {engines()}"
+    first, second = order
+    leader, standby = _leader_and_standby()
+    written = manager.apply_poll
+    after_hang = CaptureQueriesContext(connection)
+
+    def then_hang(*args: Any, **kwargs: Any) -> int:
+        moved = written(*args, **kwargs)
+        # The leader hangs after writing its first engine's answer, past its lease, by its own clock.
+        leader._leading_until = time.monotonic() - 0.01
+        after_hang.__enter__()
+        return moved
+
+    monkeypatch.setattr(manager, "apply_poll", then_hang)
+    with caplog.at_level(logging.WARNING, logger="jobtower.monitor"):
+        assert leader.cycle() == 2  # the first engine's two jobs
+    after_hang.__exit__(None, None, None)
+    monkeypatch.setattr(manager, "apply_poll", written)
+    assert leader.polls == 1
+    now = {t: {j.status_code for j in Job.objects.filter(pk__in=[x.pk for x in js])} for t, js in jobs.items()}
+    assert now == {first: {Status.RUNNING}, second: {Status.SUBMITTED}}, now
+    engine = {"MEMORY": memory, "MEMORY_NO_HOLD": other}
+    assert ("poll", None) in engine[first].calls and ("poll", None) not in engine[second].calls
+    assert [q["sql"] for q in after_hang.captured_queries if "jobtower_lease" in q["sql"]] == [], \
+        "the skip is decided by the monotonic clock alone, without a query"
+    said = [r.getMessage() for r in caplog.records if "stood down" in r.getMessage()]
+    assert said == ["m1: stood down: its lease ran out (by its own clock) before polling memory; "
+                    "abandoning the rest of cycle 1 (another monitor may lead now)"], caplog.text
+    # Nobody took over: at its next cycle the leader holds its lease again and polls the rest.
+    assert standby.lead() is False
+    assert leader.lead() is True and leader.cycle() == 2
+    assert {j.status_code for js in jobs.values() for j in Job.objects.filter(pk__in=[x.pk for x in js])} == {
+        Status.RUNNING}
+    other.reset()
+
+
+def test_a_poll_that_outlasted_the_lease_is_written_when_no_standby_took_over(
+    job_manager, user, memory, db, caplog, monkeypatch
+) -> None:
+    jobs = _running_jobs(job_manager, user, memory, 2)
+    leader, standby = _leader_and_standby()
+    engine_poll = memory.poll
+
+    def slow_poll(polled):  # noqa: ANN001, ANN202
+        answer = engine_poll(polled)
+        leader._leading_until = time.monotonic() - 0.01  # a slow engine: the poll outlasted the lease
+        Lease.objects.filter(name=LEASE).update(expires=timezone.now() - datetime.timedelta(seconds=1))
+        return answer
+
+    monkeypatch.setattr(memory, "poll", slow_poll)
+    with caplog.at_level(logging.WARNING, logger="jobtower.monitor"):
+        assert leader.cycle() == 2  # nobody else polled meanwhile: what it saw is written
+    assert {j.status_code for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {Status.RUNNING}
+    assert "no other monitor had taken it: renewed it" in caplog.text
+    assert lease.holder_of(LEASE) == "m1" and standby.lead() is False
+
+
+def test_fencing_costs_one_statement_per_write_transaction(job_manager, user, memory, db) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(monitor: Monitor) -> list[str]:
+        jobs = _running_jobs(job_manager, user, memory, 5)
+        with CaptureQueriesContext(connection) as seen:
+            assert monitor.cycle() == 5  # one bulk move: one write transaction
+        memory.reset()
+        Job.objects.filter(pk__in=[j.pk for j in jobs]).delete()
+        return [q["sql"] for q in seen.captured_queries]
+
+    alone = statements(Monitor(name="m0", results_threads=0, delivery_thread=False))
+    leader, _ = _leader_and_standby()
+    fenced = statements(leader)
+    extra = [sql for sql in fenced if "jobtower_lease" in sql]
+    assert len(fenced) == len(alone) + 1 and len(extra) == 1, (alone, fenced)
+    assert extra[0].startswith("UPDATE") and '"holder" = ' in extra[0] and '"expires" > ' in extra[0]
+
+
 def _monitor(env: dict[str, str], name: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "jobtower.cli", "monitor", "--interval", "0.5", "--name", name],
                             env=env)
