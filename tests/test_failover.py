@@ -559,6 +559,106 @@ def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_s
           f"web-b answered {before} + {after_kill} requests (before, after), 0 failed")
 
 
+WROTE_LINE = re.compile(r"^(\d+\.\d+) DEBUG jobtower\.monitor (\S+): (?:cycle|check) \d+ wrote what (\S+) answered")
+
+
+def _writes(log: Path) -> list[float]:
+    """Return when a monitor logged that it wrote a poll's answer (wall-clock times)."""
+    return [float(m[1]) for m in map(WROTE_LINE.match, log.read_text().splitlines()) if m]
+
+
+def _stopped(pid: int) -> bool:
+    """Return True when process `pid` is stopped (SIGSTOP): its state in /proc is T."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+@pytest.mark.postgres
+def test_a_leader_stopped_between_its_poll_and_its_write_stands_down_when_it_resumes(
+    postgres, job_manager, user, engine_env, tmp_path
+) -> None:
+    """SIGSTOP the leading monitor with a poll's answer in hand, longer than its lease; a standby takes
+    over; SIGCONT: the old leader writes nothing of what it saw, logs that it stood down, polls no more."""
+    from tests.conftest import _kill_local_jobs
+
+    interval = 0.5  # the lease: 1.5 cycles + 0.2 s = 0.95 s
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    marker = tmp_path / "stop-after-poll"  # see tests.jobtypes.StoppingLocalBackend
+    env = {**engine_env, "JOBTOWER_TEST_LOCAL_BACKEND": "tests.jobtypes:StoppingLocalBackend"}
+    processes = {"worker": _spawn(["worker", "--concurrency", "8", "--name", "worker"], env, logs / "worker.log")}
+    for name in ("mon-a", "mon-b"):
+        processes[name] = _spawn(["monitor", "--interval", str(interval), "--name", name],
+                                 {**env, "JOBTOWER_LOG_LEVEL": "DEBUG", "JOBTOWER_TEST_STOP_AFTER_POLL": str(marker)},
+                                 logs / f"{name}.log")
+    leader = ""
+    try:
+        leader = wait_for(lambda: lease.holder_of(LEASE), 60, what="a monitor to lead")
+        standby = "mon-b" if leader == "mon-a" else "mon-a"
+        # Jobs of staggered lengths, so statuses move while the leader is stopped and after.
+        jobs = [job_manager.create_job(name=f"fence {i}", user=user, job_type="LOCAL",
+                                       command=["sleep", str(0.5 + (i % 6) * 0.5)]) for i in range(24)]
+        for job in jobs:
+            job.execute()
+        ids = [job.pk for job in jobs]
+        wait_for(lambda: Job.objects.filter(pk__in=ids, _status=Status.RUNNING.value).count() >= 4, 60,
+                 interval=0.05, what="jobs to run")
+        marker.touch()  # the leader's next poll stops its process, the answer in hand
+        wait_for(lambda: _stopped(processes[leader].pid), 10, interval=0.01, what=f"{leader} to stop mid-cycle")
+        stopped_at = time.time()
+        assert not marker.exists() and lease.holder_of(LEASE) in (leader, None)
+        wait_for(lambda: lease.holder_of(LEASE) == standby, 10, interval=0.02, what=f"{standby} to take over")
+        # The standby polls and writes a cycle or more while the old leader is still stopped.
+        wait_for(lambda: [at for at in _writes(logs / f"{standby}.log") if at > stopped_at][2:], 10,
+                 interval=0.05, what=f"{standby} to write three polls' answers")
+        assert _stopped(processes[leader].pid)
+        resumed_at = time.time()
+        os.kill(processes[leader].pid, signal.SIGCONT)
+        wait_for(lambda: "stood down" in (logs / f"{leader}.log").read_text(), 10, interval=0.05,
+                 what=f"{leader} to stand down")
+        wait_for(lambda: all(Status(code).is_terminal for code in Job.objects.filter(pk__in=ids).values_list(
+            "_status", flat=True)), 60, interval=0.1, what="every job to end")
+        time.sleep(3 * interval)  # a few more cycles, in which the old leader must stay a standby
+        for name in ("mon-a", "mon-b"):
+            _end(processes[name])  # so their logs are complete
+    finally:
+        if leader and processes[leader].poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(processes[leader].pid, signal.SIGCONT)  # a stopped process cannot end
+        for process in processes.values():
+            _end(process)
+        _kill_local_jobs()
+
+    ended = Job.objects.filter(pk__in=ids)
+    assert {j.status_code for j in ended} == {Status.COMPLETE}, [(j.pk, j.status_message) for j in ended]
+    assert all(j.attempt == 1 for j in ended)
+    said = (logs / f"{leader}.log").read_text()
+    stood = [line for line in said.splitlines() if "stood down" in line]
+    assert len(stood) == 1 and f"{leader}: stood down: its lease ran out before writing what local answered " \
+        "and another monitor took it; abandoning the rest of cycle" in stood[0], stood or said[-3000:]
+    # The old leader's last poll was the one it stopped in; it wrote none of it, and nothing after.
+    polls = {name: _polls(logs / f"{name}.log") for name in (leader, standby)}
+    writes = {name: _writes(logs / f"{name}.log") for name in (leader, standby)}
+    last_poll = max(at for at, _, _ in polls[leader])
+    assert last_poll < stopped_at and all(at < last_poll for at in writes[leader]), (
+        f"{leader} polled at {last_poll:.3f}, stopped at {stopped_at:.3f}, wrote at {writes[leader][-3:]}")
+    # The standby polled only after the takeover, and each job is asked about (and written) by one
+    # monitor at a time: polls of one job by the two monitors are at least the old leader's lease apart.
+    stale = set(next(ids_ for at, _, ids_ in polls[leader] if at == last_poll))
+    assert stale & set(ids), "the poll the old leader stopped in named none of the jobs"
+    later = [(at, job_ids) for at, _, job_ids in polls[standby] if at > stopped_at]
+    # (those that ended meanwhile, moved by the worker, were no longer polled)
+    assert later and stale & {pk for _, job_ids in later for pk in job_ids}, "the standby never polled them"
+    assert [at for at, _, _ in polls[standby] if last_poll - interval < at < stopped_at] == []
+    after_resume = [at for at in writes[standby] if at > resumed_at]
+    assert after_resume, f"{standby} wrote nothing after {leader} resumed: it should lead on"
+    # Each move was made once: no job has two events of the same move.
+    events = list(JobEvent.objects.filter(job_id__in=ids).values_list("job_id", "from_status", "to_status"))
+    assert len(events) == len(set(events)), sorted(events)
+    print(f"\nfencing: {leader} stopped {resumed_at - stopped_at:.2f} s with an answer about {len(stale)} "
+          f"job(s) in hand; {standby} polled {len(later)} times meanwhile and after; {leader} stood down")
+
+
 def test_the_standalone_site_logs_at_the_level_its_environment_asks_for(tmp_path: Path) -> None:
     import jobtower
 

@@ -161,6 +161,10 @@ class Monitor:
                     raise
                 except Exception:
                     log.exception("%s: enforcing limits failed", backend.name)
+        if log.isEnabledFor(logging.DEBUG):
+            # And that it wrote what it saw: a leader that lost its lease meanwhile writes nothing.
+            log.debug("%s: %s %d wrote what %s answered: %d moved", self.name, why, self.cycles, backend.name,
+                      moved)
         return moved
 
     # -- fencing: never act on a lease this monitor no longer holds ------------------------------
