@@ -186,6 +186,33 @@ def test_a_poll_that_outlasted_the_lease_is_written_when_no_standby_took_over(
     assert lease.holder_of(LEASE) == "m1" and standby.lead() is False
 
 
+def test_a_fenced_write_keeps_the_lease_from_changing_hands_until_it_commits(transactional_db) -> None:
+    from django.db import connections, transaction
+
+    assert lease.hold(LEASE, "m1", 0.6) is True
+    checked, order = threading.Event(), []
+
+    def write() -> None:
+        try:
+            with transaction.atomic():
+                assert lease.still_held(LEASE, "m1")
+                checked.set()
+                time.sleep(1.2)  # the lease runs out meanwhile; the write goes on under the fence
+                order.append("m1 committed")
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert checked.wait(10), "the fenced transaction did not start"
+    time.sleep(0.8)  # past the lease's end: a standby may take it, but only once the write commits
+    assert lease.hold(LEASE, "m2", 60) is True
+    order.append("m2 took over")
+    writer.join(10)
+    assert order == ["m1 committed", "m2 took over"]
+    assert lease.still_held(LEASE, "m1") is False and lease.still_held(LEASE, "m2") is True
+
+
 def test_fencing_costs_one_statement_per_write_transaction(job_manager, user, memory, db) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -203,7 +230,9 @@ def test_fencing_costs_one_statement_per_write_transaction(job_manager, user, me
     fenced = statements(leader)
     extra = [sql for sql in fenced if "jobtower_lease" in sql]
     assert len(fenced) == len(alone) + 1 and len(extra) == 1, (alone, fenced)
-    assert extra[0].startswith("UPDATE") and '"holder" = ' in extra[0] and '"expires" > ' in extra[0]
+    assert extra[0].startswith("SELECT") and '"holder" = ' in extra[0] and '"expires" > ' in extra[0]
+    if connection.vendor == "postgresql":
+        assert extra[0].endswith("FOR NO KEY UPDATE"), extra[0]  # the takeover waits for the commit
 
 
 def _monitor(env: dict[str, str], name: str) -> subprocess.Popen:

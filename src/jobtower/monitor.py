@@ -172,7 +172,7 @@ class Monitor:
     # A leader that hangs (SIGSTOP, a swapped-out host, an engine call that takes minutes) longer than
     # its lease finds, when it wakes, that a standby may have taken over and polled the same jobs. So it
     # checks before each poll (by its own monotonic clock: no query) and in each write transaction (by
-    # the lease row, one statement that also keeps the lease from changing hands until the commit),
+    # the lease row, one SELECT that also keeps the lease from changing hands until the commit),
     # and abandons the rest of its cycle when the lease is not its own any more.
 
     def _may_poll(self, what: str) -> None:
@@ -191,7 +191,7 @@ class Monitor:
         return manager.fenced(self._check_lease)
 
     def _check_lease(self) -> None:
-        """The fence of each write transaction: one conditional UPDATE of the lease row."""
+        """The fence of each write transaction: one small SELECT that locks the lease row."""
         from jobtower.models import lease
 
         if time.monotonic() >= self._leading_until:

@@ -57,13 +57,16 @@ def renew(name: str, holder: str, seconds: float) -> bool:
 def still_held(name: str, holder: str) -> bool:
     """Return True if `holder` holds the lease `name` and it has not run out: a fence for a write.
 
-    One conditional UPDATE of the lease row that changes nothing. Run first in a transaction, it keeps
-    the answer true until that transaction ends: on PostgreSQL it locks the row, so another process's
-    hold() waits for the commit; on SQLite the transaction holds the database's write lock already.
+    One small SELECT of the lease row. Run first in a transaction, its answer stays true until that
+    transaction ends: on PostgreSQL it locks the row (FOR NO KEY UPDATE, which writes no new row
+    version), so another process's hold() waits for the commit; on SQLite the transaction holds the
+    database's write lock from its BEGIN IMMEDIATE (and with a deferred BEGIN, a write after a takeover
+    fails as "database is locked" rather than succeeding).
     """
-    return bool(
-        Lease.objects.filter(name=name, holder=holder, expires__gt=timezone.now()).update(holder=holder)
-    )
+    found = Lease.objects.filter(name=name, holder=holder, expires__gt=timezone.now())
+    if transaction.get_connection().in_atomic_block:  # outside a transaction it is a plain question
+        found = found.select_for_update(no_key=True)
+    return bool(list(found.values_list("pk", flat=True)[:1]))
 
 
 def release(name: str, holder: str) -> None:
