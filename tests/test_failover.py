@@ -49,6 +49,21 @@ def test_one_holder_at_a_time_and_an_expired_lease_changes_hands(db) -> None:
     assert lease.holder_of("x") is None and lease.hold("x", "a", 60) is True
 
 
+def test_only_the_holder_passes_the_fence_and_renews_a_lease_nobody_took(db) -> None:
+    def expire() -> None:
+        Lease.objects.filter(name="x").update(expires=timezone.now() - datetime.timedelta(seconds=1))
+
+    assert lease.hold("x", "a", 60) is True
+    assert lease.still_held("x", "a") is True and lease.still_held("x", "b") is False
+    assert lease.still_held("y", "a") is False  # no such lease
+    expire()
+    assert lease.still_held("x", "a") is False  # ran out: no writes under it
+    assert lease.renew("x", "a", 60) is True and lease.still_held("x", "a") is True  # nobody took it
+    expire()
+    assert lease.hold("x", "b", 60) is True
+    assert lease.renew("x", "a", 60) is False and lease.holder_of("x") == "b"  # b's now: a stands down
+
+
 def test_a_standby_monitor_does_not_poll_until_it_holds_the_lease(job_manager, user, memory, db) -> None:
     leader, standby = Monitor(interval=1.0, name="m1"), Monitor(interval=1.0, name="m2")
     assert leader.lead() is True and standby.lead() is False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -63,10 +63,18 @@ def still_held(name: str, holder: str) -> bool:
     database's write lock from its BEGIN IMMEDIATE (and with a deferred BEGIN, a write after a takeover
     fails as "database is locked" rather than succeeding).
     """
-    found = Lease.objects.filter(name=name, holder=holder, expires__gt=timezone.now())
-    if transaction.get_connection().in_atomic_block:  # outside a transaction it is a plain question
-        found = found.select_for_update(no_key=True)
-    return bool(list(found.values_list("pk", flat=True)[:1]))
+    connection = connections[router.db_for_write(Lease)]
+    sql = _STILL_HELD
+    if connection.in_atomic_block and connection.features.has_select_for_no_key_update:
+        sql += " FOR NO KEY UPDATE"  # outside a transaction it is a plain question
+    with connection.cursor() as cursor:
+        # Plain SQL: it runs in every write transaction of the leading monitor, and building the same
+        # query with the ORM each time costs several times what the database does.
+        cursor.execute(sql, [name, holder, connection.ops.adapt_datetimefield_value(timezone.now())])
+        return cursor.fetchone() is not None
+
+
+_STILL_HELD = 'SELECT 1 FROM "jobtower_lease" WHERE "name" = %s AND "holder" = %s AND "expires" > %s'
 
 
 def release(name: str, holder: str) -> None:
