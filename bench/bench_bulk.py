@@ -21,30 +21,17 @@ import sys
 import tempfile
 import time
 
-PG = os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+import benchlib
+
+PG = benchlib.PG_SERVER
 
 
 def child(db_url: str, n: int, repeat: int) -> None:
     """Run the workload in this process (Django is configured once per process)."""
-    os.environ["JOBTOWER_DATABASE_URL"] = db_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
+    benchlib.setup_django(os.environ["JOBTOWER_HOME"], db_url, quiet={})  # jobtower's log as create_jobs has it
     from django.db import connection, transaction
 
-    import jobtower
-
-    call_command("migrate", verbosity=0)
-
-    class Sweep(jobtower.AppBase):
-        package = "bench_sweep"
-        name = "Sweep"
-
-    user = get_user_model().objects.create_user("bench")
-    manager = Sweep.get_job_manager()
+    _, manager, user = benchlib.bench_app("bench_sweep", "Sweep", password=None)
     def sweep() -> list[dict]:
         return [{"name": f"run_{{id}}_{i}", "user": user, "job_type": "LOCAL", "command": ["model", str(i)]}
                 for i in range(n)]

@@ -13,16 +13,14 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKLOAD = os.path.join(HERE, "core_workload.py")
-SETUP_TETHYS = os.path.join(HERE, "peer", "setup_tethys_venv.sh")
-RESULTS = os.path.join(HERE, "results")
+import benchlib
+
+WORKLOAD = os.path.join(benchlib.HERE, "core_workload.py")
 IMPLS = ("jobtower", "tethys")
 
 FULL = {"n_create": 10000, "n_table": 100000, "n_status": 1000}
@@ -41,16 +39,7 @@ ROWS = [
 ]
 
 
-def log(msg: str) -> None:
-    print(f"[bench_core] {msg}", file=sys.stderr, flush=True)
-
-
-def tethys_python() -> str:
-    out = subprocess.run(["bash", SETUP_TETHYS], check=True, stdout=subprocess.PIPE, text=True).stdout
-    lines = [line for line in out.splitlines() if line.strip()]
-    if not lines:
-        raise SystemExit("setup_tethys_venv.sh printed no python path")
-    return lines[-1].strip()
+log = benchlib.logger("bench_core", clock=False)
 
 
 def jobtower_importable(python: str) -> str | None:
@@ -184,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run every (db, impl) pair N times, alternating implementations; the table shows medians",
     )
     ap.add_argument(
-        "--pg", default=os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
+        "--pg", default=benchlib.PG_SERVER,
         help="PostgreSQL server URL without database (env JOBTOWER_BENCH_PG); needs CREATEDB rights",
     )
     args = ap.parse_args(argv)
@@ -195,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pythons = {}
     if "tethys" in impls:
-        pythons["tethys"] = tethys_python()
+        pythons["tethys"] = benchlib.tethys_python()
     skipped = {}
     if "jobtower" in impls:
         pythons["jobtower"] = sys.executable
@@ -221,16 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "started": started.isoformat(timespec="seconds"),
         "load_average": {"before": load_before, "after": load_after},
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "host": benchlib.host(),
         "sizes": sizes,
         "repeat": max(args.repeat, 1),
         "runs": runs,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"core-{started:%Y%m%d-%H%M%S}.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
+    path = benchlib.save_results("core", report, started, indent=2)
 
     print(f"core workload: n_create={sizes['n_create']} n_table={sizes['n_table']} n_status={sizes['n_status']}")
     print("ratio = how many times better jobtower is (tethys time / jobtower time, or jobtower rate / tethys rate)")

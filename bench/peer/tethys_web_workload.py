@@ -39,9 +39,10 @@ from urllib.parse import quote
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/, for core_workload's database helpers
 
-import core_workload as cw  # noqa: E402 - found through the sys.path entry above
+import benchlib  # noqa: E402 - found through the sys.path entry above
+import core_workload as cw  # noqa: E402
 
-APP_PACKAGE = "bench_app"
+APP_PACKAGE = cw.APP_PACKAGE
 USERNAME = "bench"
 # The columns of jobtower's standalone table (jobtower.web.views.home), in Tethys's spelling.
 COLUMN_FIELDS = ("id", "name", ("App", "label"), ("Type", "type"), "creation_time", "run_time")
@@ -49,21 +50,17 @@ COLUMN_FIELDS = ("id", "name", ("App", "label"), ("Type", "type"), "creation_tim
 urlpatterns: list = []
 
 
-def log(msg: str) -> None:
-    print(f"[tethys_web {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("tethys_web")
 
 
 def configure(db: dict, workspace: str) -> types.SimpleNamespace:
-    import django
     from django.conf import settings
 
     base = cw.common_settings(db)
     settings.configure(
         **base,
         INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "django.contrib.sessions",
+            *cw.DJANGO_APPS,
             "django.contrib.messages",
             "django.contrib.staticfiles",
             "guardian",
@@ -96,34 +93,15 @@ def configure(db: dict, workspace: str) -> types.SimpleNamespace:
         }],
         ROOT_URLCONF=__name__,
         STATIC_URL="/static/",
-        AUTHENTICATION_BACKENDS=[
-            "django.contrib.auth.backends.ModelBackend",
-            "guardian.backends.ObjectPermissionBackend",
-        ],
-        ANONYMOUS_USER_NAME="AnonymousUser",
-        TETHYS_WORKSPACES_ROOT=workspace,
-        USE_OLD_WORKSPACES_API=False,
-        RESOURCE_QUOTA_HANDLERS=(),
-        SUPPRESS_QUOTA_WARNINGS=("user_workspace_quota", "app_workspace_quota"),
+        **cw.tethys_settings(workspace),
         TEMPLATE_DEBUG=False,
     )
-    saved_argv, sys.argv = sys.argv, sys.argv[:1]  # see core_workload.configure_tethys
-    try:
-        django.setup()
-    finally:
-        sys.argv = saved_argv
-
+    cw.setup_tethys_django()
     from django.shortcuts import render
     from django.urls import include, path
-    from tethys_apps.base import TethysAppBase
     from tethys_sdk.gizmos import JobsTable
 
-    class App(TethysAppBase):
-        package = APP_PACKAGE
-        name = "Bench"
-        root_url = "bench-app"
-
-    job_manager = App.get_job_manager()
+    job_manager = cw.tethys_app().get_job_manager()
 
     def jobs_page(request):
         """An app controller showing the user's Jobs Table, as Tethys's docs write it."""
@@ -367,8 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             "impl": "tethys", "db": cw.db_kind(db),
             "versions": {
                 "django": django.__version__, "impl": env.version, "python": sys.version.split()[0],
-                "db_server": connection.Database.sqlite_version if cw.db_kind(db) == "sqlite"
-                else ".".join(str(x) for x in divmod(connection.pg_version, 10000)),
+                "db_server": benchlib.db_server_version(connection),
             },
             "client": "django.test.AsyncClient (in-process, ASGI handler, full middleware)",
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
