@@ -101,7 +101,7 @@ def main() -> int:
 
     backend = get_backend("jobtower.backends.condor:CondorBackend")
     _, manager, user = benchlib.bench_app("bench_condor", "HTCondor bench")
-    results: dict = benchlib.results_head(connection.vendor, jobs=args.jobs)
+    results: dict = benchlib.results_head(jobs=args.jobs, database=connection.vendor)
     import htcondor
 
     results["htcondor_bindings"] = htcondor.version().split()[1]

@@ -157,7 +157,7 @@ def main() -> int:
 
     cluster = Cluster(scratch, args.nthreads)
     results: dict[str, Any] = benchlib.results_head(
-        connection.vendor, jobs=args.jobs, distributed=distributed.__version__, nthreads=args.nthreads,
+        jobs=args.jobs, database=connection.vendor, distributed=distributed.__version__, nthreads=args.nthreads,
     )
     failed = False
     try:

@@ -59,7 +59,7 @@ def main() -> int:
     backend = get_backend("jobtower.backends.slurm:SlurmBackend")
     _, manager, user = benchlib.bench_app("bench_slurm", "Slurm bench")
     results: dict = benchlib.results_head(
-        connection.vendor, jobs=args.jobs,
+        jobs=args.jobs, database=connection.vendor,
         slurm=subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip(),
     )
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]

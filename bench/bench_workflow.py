@@ -93,7 +93,7 @@ def main() -> int:
     backend = get_backend("jobtower.backends.dagman:DAGManBackend")
     _, manager, user = benchlib.bench_app("bench_workflow", "Workflow bench")
     results: dict = benchlib.results_head(
-        connection.vendor, workflows=args.workflows, nodes=args.nodes,
+        workflows=args.workflows, nodes=args.nodes, database=connection.vendor,
         htcondor_bindings=htcondor.version().split()[1], pool=htcondor.Schedd().location.version.split()[1],
     )
     dags: list[int] = []

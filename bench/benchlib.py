@@ -83,11 +83,11 @@ def bench_app(package: str, name: str, username: str = "bench", password: str | 
     return BenchApp(App, App.get_job_manager(), user)
 
 
-def results_head(database: str, **fields: Any) -> dict[str, Any]:
-    """The head of a results JSON: when, python, machine (architecture and cpus), database, then `fields`."""
+def results_head(**fields: Any) -> dict[str, Any]:
+    """The head of a results JSON: when, python, machine (architecture and cpus), then `fields` (sizes, database...)."""
     return {
         "when": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "database": database, **fields,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", **fields,
     }
 
 

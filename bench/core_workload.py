@@ -212,6 +212,21 @@ def fill_in_batches(count: int, users: list, make: Callable[[int, Any], Any], in
             insert(rows)
 
 
+def insert_basic_jobs(rows: list) -> None:
+    """Insert unsaved TethysJob rows as Tethys BasicJobs (multi-table inheritance, which bulk_create refuses)."""
+    # the TethysJob rows with bulk_create (ids come back on PostgreSQL and SQLite >= 3.35), then the BasicJob rows
+    from django.db import connection
+    from tethys_compute.models import BasicJob, TethysJob
+
+    child = BasicJob._meta
+    parents = TethysJob.objects.bulk_create(rows)
+    with connection.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {connection.ops.quote_name(child.db_table)} ({connection.ops.quote_name(child.pk.column)}) "
+            "VALUES (%s)", [(p.pk,) for p in parents],
+        )
+
+
 def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
     from django.conf import settings
 
@@ -229,29 +244,14 @@ def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
         **tethys_settings(workspace),
     )
     setup_tethys_django()
-    from tethys_compute.models import BasicJob, TethysJob
+    from tethys_compute.models import TethysJob
 
     App = tethys_app()
 
     def fill(count: int, users: list, workspaces: dict) -> None:
-        # BasicJob uses multi-table inheritance, which bulk_create refuses: insert the TethysJob rows
-        # with bulk_create (ids come back on PostgreSQL and SQLite >= 3.35), then the BasicJob rows.
-        from django.db import connection
-
-        child = BasicJob._meta
-        insert_child = (
-            f"INSERT INTO {connection.ops.quote_name(child.db_table)} "
-            f"({connection.ops.quote_name(child.pk.column)}) VALUES (%s)"
-        )
-
-        def insert(rows: list) -> None:
-            parents = TethysJob.objects.bulk_create(rows)
-            with connection.cursor() as cur:
-                cur.executemany(insert_child, [(p.pk,) for p in parents])
-
         fill_in_batches(count, users, lambda k, user: TethysJob(
             name=f"fill_{k}", description="bench job", user=user, label=APP_PACKAGE, workspace=workspaces[user.pk],
-        ), insert)
+        ), insert_basic_jobs)
 
     return types.SimpleNamespace(
         App=App,
