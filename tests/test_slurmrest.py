@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from jobtower.backends import get_backend
 from jobtower.backends.slurm import SlurmBackend, read_accounting_record
@@ -25,6 +27,7 @@ from jobtower.backends.slurmrest import (
     SlurmRestError,
     command_script,
     rest_job_fields,
+    rest_url_problem,
     script_options,
     token_claims,
 )
@@ -183,6 +186,102 @@ def test_a_redirect_is_not_followed_so_the_token_goes_nowhere_else(db: Any) -> N
         for server in (elsewhere, redirecting):
             server.shutdown()
             server.server_close()
+
+
+@pytest.mark.parametrize("url", [
+    "https://hpc.example.org:6820", "https://10.0.0.5", "http://127.0.0.1:6820", "http://127.9.8.7:6820/",
+    "http://[::1]:6820", "http://localhost:6820", "http://LocalHost.:6820", "http://api.localhost",
+    "http://[::ffff:127.0.0.1]:6820", "",
+])
+def test_a_rest_url_may_carry_the_token_over_tls_or_on_loopback(url: str) -> None:
+    assert rest_url_problem("hpc", url) == ""
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("http://hpc.example.org:6820", "plain http:// to hpc.example.org, which is not this machine's loopback"),
+    ("http://10.0.0.5:6820", "plain http:// to 10.0.0.5"),
+    ("http://0.0.0.0:6820", "plain http:// to 0.0.0.0"),
+    ("http://[::ffff:10.0.0.5]:6820", "plain http:// to ::ffff:10.0.0.5"),
+    ("http://localhost.example.org", "plain http:// to localhost.example.org"),
+    ("HTTP://128.0.0.1", "plain http:// to 128.0.0.1"),
+    ("hpc.example.org:6820", "is not an http.s. URL with a host"),
+    ("ftp://hpc.example.org", "is not an http.s. URL with a host"),
+    ("https://", "is not an http.s. URL with a host"),
+])
+def test_a_rest_url_that_would_send_the_token_in_clear_is_refused_naming_the_fix(url: str, words: str) -> None:
+    problem = rest_url_problem("hpc", url)
+    assert re.search(words, problem), problem
+    assert problem.startswith(f"Slurm cluster 'hpc': rest_url {url!r}")
+    if "plain http" in words:
+        assert "in clear: use https://" in problem and "loopback address (127.0.0.1, ::1, localhost)" in problem
+
+
+CLEAR = "http://hpc.example.org:6820"
+
+
+def test_a_cluster_record_with_a_clear_rest_url_is_refused_by_clean_and_save(db: Any) -> None:
+    token = jwt({"sun": "alice", "exp": 4_102_444_800})
+    cluster = SlurmCluster(name="hpc", rest_url=CLEAR, token=token)
+    with pytest.raises(ValidationError) as caught:
+        cluster.full_clean()
+    (message,) = caught.value.message_dict["rest_url"]
+    assert f"Slurm cluster 'hpc': rest_url '{CLEAR}'" in message and "use https://" in message
+    assert token not in message
+    with pytest.raises(ValueError, match=f"Slurm cluster 'hpc': rest_url '{CLEAR}' is plain http://.*use https://"):
+        SlurmCluster.objects.create(name="hpc", rest_url=CLEAR, token=token)
+    assert not SlurmCluster.objects.exists()
+    SlurmCluster(name="tunnel", rest_url="http://127.0.0.1:6820", token=token).full_clean()
+    SlurmCluster.objects.create(name="tunnel", rest_url="http://127.0.0.1:6820", token=token)
+    SlurmCluster.objects.create(name="tls", rest_url="https://hpc.example.org:6820", token=token)
+    assert SlurmCluster.objects.count() == 2
+
+
+def test_the_cluster_admin_refuses_a_clear_rest_url_on_its_field(admin_client: Any) -> None:
+    cluster = SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token="eyJ.secret")
+    form = {"name": "hpc", "slurm_conf": "", "rest_url": CLEAR, "description": "", "new_token": ""}
+    page = admin_client.post(f"/admin/jobtower/slurmcluster/{cluster.pk}/change/", form)
+    assert page.status_code == 200  # the form again, with the error: nothing saved
+    errors = page.context["adminform"].form.errors
+    assert "rest_url" in errors and "use https://" in errors["rest_url"][0], errors
+    assert SlurmCluster.objects.get(pk=cluster.pk).rest_url == "https://hpc.example.org:6820"
+
+
+def test_the_system_check_names_clusters_whose_rest_url_is_in_clear(db: Any) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from jobtower.checks import check_slurm_clusters
+
+    SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820")
+    SlurmCluster.objects.create(name="tunnel", rest_url="http://localhost:6820")
+    assert check_slurm_clusters(databases=["default"]) == []
+    SlurmCluster.objects.filter(name="hpc").update(rest_url=CLEAR)  # around save(), as old records may be
+    assert check_slurm_clusters() == []  # a database check: only when Django is given a database
+    (error,) = check_slurm_clusters(databases=["default"])
+    assert error.id == "jobtower.E002" and f"Slurm cluster 'hpc': rest_url '{CLEAR}'" in error.msg
+    assert "admin (Slurm clusters > hpc)" in str(error.hint)
+    with pytest.raises(SystemCheckError, match="jobtower.E002"):
+        call_command("check", databases=["default"])
+
+
+def test_the_backend_refuses_a_clear_rest_url_before_it_sends_the_token(
+    job_manager: Any, user: Any, db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = jwt({"sun": "alice", "exp": 4_102_444_800})
+    SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token=token)
+    SlurmCluster.objects.filter(name="hpc").update(rest_url=CLEAR)  # around save()
+    cluster = SlurmCluster.objects.get(name="hpc")
+    with pytest.raises(SlurmRestError, match="rest_url .* is plain http://.*use https://"):
+        SlurmRestClient(cluster)
+    job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="hpc")
+    with pytest.raises(EngineUnavailable, match=r"SLURM job \d+ cannot run: Slurm cluster 'hpc': rest_url"):
+        job.execute()
+    assert fresh(job).status_code is Status.PENDING
+    # a job submitted before the URL changed is not asked about through it: it goes stale, saying why
+    Job.objects.filter(pk=job.pk).update(engine_data={"slurm_job_id": 7, "attempt": job.attempt, "scheduler": "hpc"})
+    answer = SlurmBackend().poll([fresh(job)])
+    assert answer.observations == {} and "is plain http:// to hpc.example.org" in answer.unreachable[job.pk]
+    assert token not in answer.unreachable[job.pk] + caplog.text
 
 
 def test_slurmdbd_records_read_as_sacct_lines_do() -> None:
