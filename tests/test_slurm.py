@@ -6,6 +6,8 @@ The integration tests carry the `slurm` marker and fail, never skip, without the
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from jobtower.models import Job, SlurmCluster, SlurmJob
 from jobtower.models.slurm import array_indices
 from jobtower.monitor import Monitor
 from jobtower.statuses import Status
-from tests.conftest import drive, ended, fresh, in_slurm_queue, wait_for
+from tests.conftest import drive, ended, free_port, fresh, in_slurm_queue, wait_for
 
 BACKEND = "jobtower.backends.slurm:SlurmBackend"
 TIMEOUT = 60.0
@@ -310,3 +312,52 @@ def test_a_job_past_its_time_limit_ends_in_error_timeout(slurm: SlurmBackend, jo
     subprocess.run(["scontrol", "update", f"jobid={job.slurm_job_id}", "TimeLimit=0"], check=True)
     done = ended(job, TIMEOUT)
     assert done.status_code is Status.ERROR and done.status_message == "TIMEOUT: it ran past its time limit"
+
+
+# -- scripts/engines/slurm.sh: status and up ---------------------------------------------------------
+
+SLURM_SH = Path(__file__).resolve().parent.parent / "scripts" / "engines" / "slurm.sh"
+DAEMON_PIDS = ("/run/slurmrestd.pid", "/run/slurmd.pid", "/run/slurmctld.pid", "/run/slurmdbd.pid",
+               "/run/munge/munged.pid")
+
+
+def slurm_sh(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run scripts/engines/slurm.sh from / (as services.sh may) with these environment variables on top."""
+    return subprocess.run([str(SLURM_SH), *args], capture_output=True, text=True, timeout=120, cwd="/",
+                          env={**{k: v for k, v in os.environ.items() if k != "SLURM_CONF"}, **env})
+
+
+@pytest.mark.slurm
+def test_status_says_the_cluster_and_slurmrestd_answer_and_up_again_restarts_nothing(
+    slurm_rest: dict[str, str]
+) -> None:
+    before = {pid: Path(pid).read_text().strip() for pid in DAEMON_PIDS}
+    done = slurm_sh("status")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Slurm cluster jobtower answers",
+        f"slurmrestd answers at {slurm_rest['SLURMRESTD_URL']} (pid {before['/run/slurmrestd.pid']}, "
+        f"openapi/{slurm_rest['SLURMRESTD_API']}, JWT authentication)",
+    ]
+    up = slurm_sh("up")
+    assert up.returncode == 0, up.stderr
+    assert {pid: Path(pid).read_text().strip() for pid in DAEMON_PIDS} == before  # idempotent: nothing restarted
+    assert slurm_sh("status").returncode == 0
+
+
+@pytest.mark.slurm
+def test_status_fails_naming_slurmrestd_when_it_does_not_answer_at_the_url_of_its_facts(
+    slurm_rest: dict[str, str], tmp_path: Path
+) -> None:
+    # Another facts file: slurmrestd expected at a port nothing listens on (the real one is not disturbed).
+    (tmp_path / "slurm").mkdir()
+    (tmp_path / "slurm" / "slurmrestd.env").write_text(f"SLURMRESTD_URL=http://127.0.0.1:{free_port()}\n"
+                                                       f"SLURMRESTD_API={slurm_rest['SLURMRESTD_API']}\n")
+    done = slurm_sh("status", ENGINES_DIR=str(tmp_path))
+    assert done.returncode == 1 and done.stdout == "Slurm cluster jobtower answers\n"
+    assert "slurmrestd (pid" in done.stderr and "runs but does not answer an authenticated ping at " \
+        "http://127.0.0.1:" in done.stderr, done.stderr
+    # No facts: slurm.sh up never set slurmrestd up here, so it is not expected.
+    (tmp_path / "slurm" / "slurmrestd.env").unlink()
+    done = slurm_sh("status", ENGINES_DIR=str(tmp_path))
+    assert done.returncode == 0 and "slurmrestd: not set up here" in done.stdout, done.stdout + done.stderr
