@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from jobtower.backends.condor import rollup as condor_rollup
 from jobtower.backends.rollup import rollup
@@ -24,6 +25,7 @@ from jobtower.models import Job, SlurmCluster, SlurmJob
 from jobtower.models.slurm import array_indices
 from jobtower.monitor import Monitor
 from jobtower.statuses import Status
+from jobtower.web.tokens import make_token
 from tests.conftest import SlurmPath, drive, ended, free_port, fresh, in_slurm_queue, wait_for
 
 TIMEOUT = 60.0
@@ -235,6 +237,9 @@ def test_pause_of_a_running_job_suspends_it_with_the_commands_and_is_refused_thr
         with pytest.raises(NotSupported, match="runs already, and slurmrestd v0.0.38 cannot suspend it"):
             job.pause()
         assert fresh(job).status_code is Status.RUNNING
+        owner = {"HTTP_AUTHORIZATION": f"Bearer {make_token(user)}"}
+        response = Client().post(f"/api/jobs/{job.pk}/pause/", **owner)
+        assert response.status_code == 409 and "cannot suspend it" in response.json()["error"], response.content
         assert [r["job_state"] for r in slurm_path.records(job.slurm_job_id)] == ["RUNNING"]
         assert drive(job, lambda j: True, TIMEOUT, "one cycle").status_code is Status.RUNNING
     else:
