@@ -29,6 +29,7 @@ QUICK = {"n_create": 1000, "n_table": 10000, "n_status": 200}
 # (section, key, label, kind): kind "time" -> lower is better, "rate" -> higher is better
 ROWS = [
     ("create_save", "jobs_per_s", "create+save  jobs/s", "rate", "queries_per_job", "writes_per_job"),
+    ("create_save", "cpu_us_per_job", "  CPU us/job (this process)", "time", None, None),
     ("create_save", "raw_insert_commit_per_s", "  raw 1-row INSERT+COMMIT /s", "rate", None, None),
     ("create_save", "of_raw", "  create+save / raw", "rate", None, None),
     ("list_first_page", "median_ms", "list page 50  median ms", "time", "queries", "writes"),
@@ -154,13 +155,18 @@ def goals(db: str, jt: dict | None, te: dict | None) -> list[str]:
     rate, peer = get(jt, "create_save", "jobs_per_s"), get(te, "create_save", "jobs_per_s")
     if db == "sqlite" and rate and peer:
         found.append(("create+save >= 10x Tethys", f"{rate / peer:.2f}x", rate / peer >= 10))
+        cpu, peer_cpu = get(jt, "create_save", "cpu_us_per_job"), get(te, "create_save", "cpu_us_per_job")
+        if cpu and peer_cpu:
+            print_cpu = f"(by CPU per job, which load does not inflate: {peer_cpu / cpu:.2f}x)"
+            found.append((print_cpu, "", None))
     of_raw = get(jt, "create_save", "of_raw")
     if db == "postgresql" and of_raw:
         found.append(("create+save >= 0.8x raw INSERT+COMMIT", f"{of_raw:.2f}x", of_raw >= 0.8))
     median = get(jt, "get_job", "median_ms")
     if db == "postgresql" and median:
         found.append(("get_job <= 0.5 ms median", f"{median:.3f} ms", median <= 0.5))
-    return [f"goal: {what:40} {figure:>10}  {'ok' if ok else 'MISSED'}" for what, figure, ok in found]
+    return [f"goal: {what:40} {figure:>10}  {'ok' if ok else 'MISSED'}" if ok is not None else f"      {what}"
+            for what, figure, ok in found]
 
 
 def main(argv: list[str] | None = None) -> int:
