@@ -30,7 +30,9 @@ import tempfile
 import time
 import urllib.parse
 
-PG = os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+import benchlib
+
+PG = benchlib.PG_SERVER
 SITE_LABEL = "jobtower_site"  # the standalone site's app: its jobs show on the site's Jobs Table
 #: measure -> (goal, unit) from issue 17; None: the issue sets no figure for it.
 GOALS = {
@@ -45,8 +47,7 @@ GOALS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[bench_scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("bench_scale")
 
 
 def fill(cursor: object, rows: int, users: int, active: int, workspace: str, bench_user: int) -> None:
