@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import benchlib
+
+ROOT = os.path.dirname(benchlib.HERE)
 
 SETUP = """
 import django, os
@@ -42,19 +43,13 @@ print(make_token(user))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(src: str, home: str, jobs: int) -> tuple[subprocess.Popen[bytes], int, str]:
     env = {**os.environ, "PYTHONPATH": f"{src}:{ROOT}", "DJANGO_SETTINGS_MODULE": "tests.settings",
            "JOBTOWER_TEST_HOME": home, "BENCH_JOBS": str(jobs), "HOME": home}
     env.pop("JOBTOWER_DATABASE_URL", None)
     token = subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, capture_output=True,
                            text=True, cwd=home).stdout.strip().splitlines()[-1]
-    port = free_port()
+    port = benchlib.free_port()
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
                                "jobtower.site.wsgi:application"], env=env, cwd=home,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

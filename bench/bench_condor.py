@@ -23,10 +23,8 @@ jobs are removed from the pool at the end.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -34,9 +32,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
-SETUP_TETHYS = os.path.join(HERE, "peer", "setup_tethys_venv.sh")
+import benchlib
+
 ENV_FILE = os.environ.get("JOBTOWER_CONDOR_ENV") or os.path.join(
     os.environ.get("ENGINES_DIR", "/var/cache/engines"), "htcondor", "client.env"
 )
@@ -56,8 +53,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "statuses": seen}))
 """
 
 
-def log(msg: str) -> None:
-    print(f"[bench_condor {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("bench_condor")
 
 
 def condor_environment() -> dict[str, str]:
@@ -75,42 +71,12 @@ def condor_environment() -> dict[str, str]:
     return env
 
 
-def setup_django(home: str, db_url: str | None) -> None:
-    os.environ["JOBTOWER_HOME"] = home
-    os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
-    if db_url:
-        os.environ["JOBTOWER_DATABASE_URL"] = db_url
-    else:
-        os.environ.pop("JOBTOWER_DATABASE_URL", None)
-    import django
-    from django.core.management import call_command
+def remove_clusters(clusters: list[int], reason: str) -> None:
+    """Remove these clusters from the pool (DAGMan removes a workflow's nodes with it)."""
+    import htcondor
 
-    django.setup()
-    call_command("migrate", verbosity=0)
-    import logging
-
-    logging.getLogger("jobtower").setLevel(logging.WARNING)  # one line per job would drown the figures
-
-
-class StatementCounter:
-    """Counts SQL statements while installed (django's connection.execute_wrapper)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):  # noqa: ANN001
-        self.count += 1
-        return execute(sql, params, many, context)
-
-
-def tethys_python() -> str | None:
-    try:
-        out = subprocess.run(["bash", SETUP_TETHYS], check=True, stdout=subprocess.PIPE, text=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        log(f"no Tethys virtualenv ({exc}): the Tethys side is skipped")
-        return None
-    lines = [line for line in out.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else None
+    with_clusters = ", ".join(str(c) for c in clusters if c)
+    htcondor.Schedd().act(htcondor.JobAction.Remove, f"member(ClusterId, {{{with_clusters}}})", reason=reason)
 
 
 def main() -> int:
@@ -125,27 +91,17 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="jobtower-bench-condor-")
     workspace = tempfile.mkdtemp(prefix="jobtower-bench-condor-ws-")
     os.chmod(workspace, 0o755)  # the pool's job user must reach the job folders
-    setup_django(home, args.db_url)
+    benchlib.setup_django(home, args.db_url)
 
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
     import jobtower
     from jobtower.backends import get_backend
     from jobtower.monitor import Monitor
 
-    class BenchApp(jobtower.AppBase):
-        package = "bench_condor"
-        name = "HTCondor bench"
-
     backend = get_backend("jobtower.backends.condor:CondorBackend")
-    user = get_user_model().objects.create_user("bench", password="bench")
-    manager = BenchApp.get_job_manager()
-    results: dict = {
-        "when": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "jobs": args.jobs,
-        "database": connection.vendor,
-    }
+    _, manager, user = benchlib.bench_app("bench_condor", "HTCondor bench")
+    results: dict = benchlib.results_head(jobs=args.jobs, database=connection.vendor)
     import htcondor
 
     results["htcondor_bindings"] = htcondor.version().split()[1]
@@ -173,17 +129,8 @@ def main() -> int:
         log(f"submitted in {submit_s:.2f} s")
 
         monitor = Monitor()
-        monitor.cycle()  # warm-up: the first jobs start running
-        walls, queries, statements = [], [], []
-        for _ in range(args.cycles):
-            counter = StatementCounter()
-            before = backend.queries
-            with connection.execute_wrapper(counter):
-                start = time.perf_counter()
-                monitor.cycle()
-                walls.append(time.perf_counter() - start)
-            queries.append(backend.queries - before)
-            statements.append(counter.count)
+        # after a warm-up cycle, in which the first jobs start running
+        walls, _, queries, statements = benchlib.timed_cycles(monitor.cycle, args.cycles, lambda: backend.queries)
         active = jobtower.Job.objects.filter(label="bench_condor", _status__in=["SUB", "RUN"]).count()
         results["cycle"] = {
             "active_jobs": active, "median_ms": 1000 * statistics.median(walls),
@@ -192,7 +139,7 @@ def main() -> int:
         }
         log(f"monitor cycle: {results['cycle']['median_ms']:.1f} ms, {max(queries)} schedd queries")
 
-        python = tethys_python()
+        python = benchlib.tethys_python(log)
         if python:
             sample = clusters[: args.tethys_jobs] if args.tethys_jobs else clusters
             log(f"Tethys (condorpy) status of {len(sample)} jobs, one condor_q + condor_history each")
@@ -211,18 +158,12 @@ def main() -> int:
     finally:
         if clusters:
             log("removing the bench's jobs from the pool")
-            with_clusters = ", ".join(str(c) for c in clusters if c)
-            htcondor.Schedd().act(htcondor.JobAction.Remove, f"member(ClusterId, {{{with_clusters}}})",
-                                  reason="bench_condor: done")
+            remove_clusters(clusters, "bench_condor: done")
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
 
     report(results)
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"condor-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=1)
-    log(f"raw figures: {path}")
+    log(f"raw figures: {benchlib.save_results('condor', results)}")
     return 0
 
 

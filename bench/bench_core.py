@@ -13,16 +13,14 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKLOAD = os.path.join(HERE, "core_workload.py")
-SETUP_TETHYS = os.path.join(HERE, "peer", "setup_tethys_venv.sh")
-RESULTS = os.path.join(HERE, "results")
+import benchlib
+
+WORKLOAD = os.path.join(benchlib.HERE, "core_workload.py")
 IMPLS = ("jobtower", "tethys")
 
 FULL = {"n_create": 10000, "n_table": 100000, "n_status": 1000}
@@ -31,6 +29,7 @@ QUICK = {"n_create": 1000, "n_table": 10000, "n_status": 200}
 # (section, key, label, kind): kind "time" -> lower is better, "rate" -> higher is better
 ROWS = [
     ("create_save", "jobs_per_s", "create+save  jobs/s", "rate", "queries_per_job", "writes_per_job"),
+    ("create_save", "cpu_us_per_job", "  CPU us/job (this process)", "time", None, None),
     ("create_save", "raw_insert_commit_per_s", "  raw 1-row INSERT+COMMIT /s", "rate", None, None),
     ("create_save", "of_raw", "  create+save / raw", "rate", None, None),
     ("list_first_page", "median_ms", "list page 50  median ms", "time", "queries", "writes"),
@@ -41,16 +40,7 @@ ROWS = [
 ]
 
 
-def log(msg: str) -> None:
-    print(f"[bench_core] {msg}", file=sys.stderr, flush=True)
-
-
-def tethys_python() -> str:
-    out = subprocess.run(["bash", SETUP_TETHYS], check=True, stdout=subprocess.PIPE, text=True).stdout
-    lines = [line for line in out.splitlines() if line.strip()]
-    if not lines:
-        raise SystemExit("setup_tethys_venv.sh printed no python path")
-    return lines[-1].strip()
+log = benchlib.logger("bench_core", clock=False)
 
 
 def jobtower_importable(python: str) -> str | None:
@@ -165,13 +155,18 @@ def goals(db: str, jt: dict | None, te: dict | None) -> list[str]:
     rate, peer = get(jt, "create_save", "jobs_per_s"), get(te, "create_save", "jobs_per_s")
     if db == "sqlite" and rate and peer:
         found.append(("create+save >= 10x Tethys", f"{rate / peer:.2f}x", rate / peer >= 10))
+        cpu, peer_cpu = get(jt, "create_save", "cpu_us_per_job"), get(te, "create_save", "cpu_us_per_job")
+        if cpu and peer_cpu:
+            print_cpu = f"(by CPU per job, which load does not inflate: {peer_cpu / cpu:.2f}x)"
+            found.append((print_cpu, "", None))
     of_raw = get(jt, "create_save", "of_raw")
     if db == "postgresql" and of_raw:
         found.append(("create+save >= 0.8x raw INSERT+COMMIT", f"{of_raw:.2f}x", of_raw >= 0.8))
     median = get(jt, "get_job", "median_ms")
     if db == "postgresql" and median:
         found.append(("get_job <= 0.5 ms median", f"{median:.3f} ms", median <= 0.5))
-    return [f"goal: {what:40} {figure:>10}  {'ok' if ok else 'MISSED'}" for what, figure, ok in found]
+    return [f"goal: {what:40} {figure:>10}  {'ok' if ok else 'MISSED'}" if ok is not None else f"      {what}"
+            for what, figure, ok in found]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run every (db, impl) pair N times, alternating implementations; the table shows medians",
     )
     ap.add_argument(
-        "--pg", default=os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
+        "--pg", default=benchlib.PG_SERVER,
         help="PostgreSQL server URL without database (env JOBTOWER_BENCH_PG); needs CREATEDB rights",
     )
     args = ap.parse_args(argv)
@@ -195,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pythons = {}
     if "tethys" in impls:
-        pythons["tethys"] = tethys_python()
+        pythons["tethys"] = benchlib.tethys_python()
     skipped = {}
     if "jobtower" in impls:
         pythons["jobtower"] = sys.executable
@@ -221,16 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "started": started.isoformat(timespec="seconds"),
         "load_average": {"before": load_before, "after": load_after},
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "host": benchlib.host(),
         "sizes": sizes,
         "repeat": max(args.repeat, 1),
         "runs": runs,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"core-{started:%Y%m%d-%H%M%S}.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
+    path = benchlib.save_results("core", report, started, indent=2)
 
     print(f"core workload: n_create={sizes['n_create']} n_table={sizes['n_table']} n_status={sizes['n_status']}")
     print("ratio = how many times better jobtower is (tethys time / jobtower time, or jobtower rate / tethys rate)")

@@ -26,12 +26,9 @@ Prints the figures and writes the raw JSON to bench/results/dask-<time>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,19 +36,11 @@ import tempfile
 import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+import benchlib
+
 COUNTED = ("run_on_scheduler", "gather", "unpublish_dataset", "cancel", "run", "submit", "publish_dataset")
 
-
-def log(msg: str) -> None:
-    print(f"[bench_dask {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+log = benchlib.logger("bench_dask")
 
 
 class Cluster:
@@ -62,7 +51,7 @@ class Cluster:
         if found is None:
             raise SystemExit(f"no `dask` command next to {sys.executable}: pip install 'jobtower[dask]'")
         self.dask, self.logs, self.nthreads = found, logs, nthreads
-        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.address = f"tcp://127.0.0.1:{benchlib.free_port()}"
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, name: str, *argv: str) -> None:
@@ -99,35 +88,6 @@ class Cluster:
                 process.wait()
 
 
-def setup_django(home: str, db_url: str | None) -> None:
-    os.environ["JOBTOWER_HOME"] = home
-    os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
-    if db_url:
-        os.environ["JOBTOWER_DATABASE_URL"] = db_url
-    else:
-        os.environ.pop("JOBTOWER_DATABASE_URL", None)
-    import logging
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    logging.getLogger("jobtower").setLevel(logging.WARNING)
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-
-
-class StatementCounter:
-    """Counts SQL statements while installed (django's connection.execute_wrapper)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):  # noqa: ANN001
-        self.count += 1
-        return execute(sql, params, many, context)
-
-
 def count_client_calls() -> dict[str, int]:
     """Wrap distributed.Client's calls to the scheduler with counters; return the live counts."""
     import distributed
@@ -146,11 +106,7 @@ def count_client_calls() -> dict[str, int]:
 
 def tethys_peer(address: str, keys: list[str], scratch: str) -> dict[str, Any]:
     """Run Tethys's DaskJob status path over `keys` under the Tethys venv; return its figures."""
-    made = subprocess.run(["bash", os.path.join(HERE, "peer", "setup_tethys_venv.sh")], capture_output=True,
-                          text=True)
-    if made.returncode != 0:
-        raise RuntimeError(f"bench/peer/setup_tethys_venv.sh failed: {made.stderr[-2000:]}")
-    python = made.stdout.strip().splitlines()[-1]
+    python = benchlib.tethys_python()
     import distributed
 
     # tethys-platform does not depend on dask: the peer gets the same release as this side, once.
@@ -168,7 +124,7 @@ def tethys_peer(address: str, keys: list[str], scratch: str) -> dict[str, Any]:
     workspace = os.path.join(scratch, "tethys-ws")
     os.makedirs(workspace, exist_ok=True)
     ran = subprocess.run(
-        [python, os.path.join(HERE, "peer", "tethys_dask_status.py"), "--address", address, "--keys-file",
+        [python, os.path.join(benchlib.HERE, "peer", "tethys_dask_status.py"), "--address", address, "--keys-file",
          keys_file, "--db", f"sqlite:{os.path.join(scratch, 'tethys', 'tethys.sqlite3')}", "--workspace", workspace],
         capture_output=True, text=True, timeout=1800,
     )
@@ -189,10 +145,9 @@ def main() -> int:
     home = os.path.join(scratch, "home")
     workspace = os.path.join(scratch, "ws")
     os.makedirs(workspace)
-    setup_django(home, args.db_url)
+    benchlib.setup_django(home, args.db_url, quiet={**benchlib.QUIET_LOGGERS, "distributed": "ERROR"})
 
     import distributed
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
     import jobtower
@@ -200,23 +155,16 @@ def main() -> int:
     from jobtower.models import create_dask_scheduler
     from jobtower.monitor import Monitor
 
-    class BenchApp(jobtower.AppBase):
-        package = "bench_dask"
-        name = "Dask bench"
-
     cluster = Cluster(scratch, args.nthreads)
-    results: dict[str, Any] = {
-        "when": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "jobs": args.jobs,
-        "database": connection.vendor, "distributed": distributed.__version__, "nthreads": args.nthreads,
-    }
+    results: dict[str, Any] = benchlib.results_head(
+        jobs=args.jobs, database=connection.vendor, distributed=distributed.__version__, nthreads=args.nthreads,
+    )
     failed = False
     try:
         log(f"starting a Dask scheduler and worker at {cluster.address}")
         cluster.start()
         create_dask_scheduler("bench", host=cluster.address, timeout=10).save()
-        user = get_user_model().objects.create_user("bench", password="bench")
-        manager = BenchApp.get_job_manager()
+        _, manager, user = benchlib.bench_app("bench_dask", "Dask bench")
         log(f"creating {args.jobs} DASK jobs")
         jobs = []
         for i in range(args.jobs):
@@ -234,18 +182,10 @@ def main() -> int:
                              "ms_per_job": 1000 * submit_s / args.jobs, "client_calls": dict(calls)}
         log(f"submitted in {submit_s:.2f} s")
         monitor = Monitor()
-        monitor.cycle()  # warm-up: the first tasks start, the client's caches fill
-        walls, cpus, scheduler_calls, statements = [], [], [], []
-        for _ in range(args.cycles):
-            counter = StatementCounter()
-            before = sum(calls.values())
-            with connection.execute_wrapper(counter):
-                wall0, cpu0 = time.perf_counter(), time.process_time()
-                monitor.cycle()
-                walls.append(time.perf_counter() - wall0)
-                cpus.append(time.process_time() - cpu0)
-            scheduler_calls.append(sum(calls.values()) - before)
-            statements.append(counter.count)
+        # after a warm-up cycle, in which the first tasks start and the client's caches fill
+        walls, cpus, scheduler_calls, statements = benchlib.timed_cycles(
+            monitor.cycle, args.cycles, lambda: sum(calls.values()),
+        )
         active = jobtower.Job.objects.filter(label="bench_dask", _status__in=["SUB", "RUN"]).count()
         results["cycle"] = {
             "active_jobs": active, "median_ms": 1000 * statistics.median(walls), "max_ms": 1000 * max(walls),
@@ -290,11 +230,7 @@ def main() -> int:
                   f"{cpu_ratio:.1f}x CPU)")
     elif "tethys_error" in results:
         print(f"  tethys      n/a: {results['tethys_error']}")
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"dask-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=1)
-    log(f"raw figures: {path}")
+    log(f"raw figures: {benchlib.save_results('dask', results)}")
     return 1 if failed else 0
 
 

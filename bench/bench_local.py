@@ -35,8 +35,8 @@ import tempfile
 import time
 from collections import Counter
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+import benchlib
+
 APP_PACKAGE = "bench_local"
 
 FULL = {"n_jobs": 2000, "steady_jobs": 300, "minutes": 10.0}
@@ -49,8 +49,7 @@ SAMPLE_EVERY = 10.0
 MONITOR_INTERVAL = 1.0
 
 
-def log(msg: str) -> None:
-    print(f"[bench_local {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("bench_local")
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -77,29 +76,12 @@ def summary_ms(values: list[float]) -> dict:
 
 
 def child_setup() -> tuple:
-    """Set up Django on the environment's settings, migrate, return (app, user)."""
-    import logging
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobtower.site.settings")
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    import jobtower
-
-    # The driver creates thousands of jobs: their INFO lines would drown the figures. The workers and
-    # the monitor keep the site's logging (to their own log files).
-    logging.getLogger("jobtower").setLevel(logging.WARNING)
-    call_command("migrate", interactive=False, verbosity=0)
-
-    class BenchApp(jobtower.AppBase):
-        package = APP_PACKAGE
-        name = "LOCAL bench"
-
-    user = get_user_model().objects.create_user("bench", password="bench")
-    return BenchApp, user
+    """Set up Django on the home and database the driver gave (Target), migrate, return (app, user)."""
+    # The driver creates thousands of jobs: their INFO lines would drown the figures (setup_django quiets
+    # them). The workers and the monitor keep the site's logging (to their own log files).
+    benchlib.setup_django(os.environ["JOBTOWER_HOME"], os.environ.get("JOBTOWER_DATABASE_URL"))
+    app, _, user = benchlib.bench_app(APP_PACKAGE, "LOCAL bench")
+    return app, user
 
 
 def spawn_cli(home: str, tag: str, *args: str) -> subprocess.Popen:
@@ -799,7 +781,7 @@ def profile_text(run: dict, top: int = 15) -> str:
 
 def source_version() -> dict:
     """The commit the figures belong to, and whether src/ had uncommitted changes."""
-    root = os.path.dirname(HERE)
+    root = os.path.dirname(benchlib.HERE)
 
     def git(*cmd: str) -> str | None:
         try:
@@ -831,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="run worker 1 under cProfile and print its hot spots (slows that worker)")
     ap.add_argument(
-        "--pg", default=os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
+        "--pg", default=benchlib.PG_SERVER,
         help="PostgreSQL server URL without database (env JOBTOWER_BENCH_PG); needs CREATEDB rights",
     )
     ap.add_argument("--child", choices=("throughput", "memory"), help=argparse.SUPPRESS)
@@ -890,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "started": started.isoformat(timespec="seconds"),
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "host": benchlib.host(),
         "source": version,
         "sizes": sizes,
         "rate": args.rate,
@@ -898,11 +880,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": throughput,
         "memory": memory,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"local-{started:%Y%m%d-%H%M%S}.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2, default=str)
-        fh.write("\n")
+    path = benchlib.save_results("local", report, started, indent=2)
 
     print(f"host: {platform.platform()}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}; jobtower at "
           f"{version['commit']}{' + uncommitted changes in src/' if version['src_dirty'] else ''}")

@@ -30,7 +30,9 @@ import tempfile
 import time
 import urllib.parse
 
-PG = os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+import benchlib
+
+PG = benchlib.PG_SERVER
 SITE_LABEL = "jobtower_site"  # the standalone site's app: its jobs show on the site's Jobs Table
 #: measure -> (goal, unit) from issue 17; None: the issue sets no figure for it.
 GOALS = {
@@ -45,8 +47,7 @@ GOALS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[bench_scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("bench_scale")
 
 
 def fill(cursor: object, rows: int, users: int, active: int, workspace: str, bench_user: int) -> None:
@@ -193,17 +194,24 @@ def child(db_url: str, rows: int, users: int, active: int, reps: int, explain: b
             samples.append(time.perf_counter() - t0)
         results[name] = statistics.median(samples) * 1000
     monitor = Monitor(results_threads=0, delivery_thread=False)
+    # As `jobtower monitor` does: it takes (renews) the lease before each cycle, untimed, and its polls
+    # and writes are fenced by it.
+    assert monitor.lead(), "the bench's monitor could not take the monitors' lease"
     monitor.cycle()  # warm-up: imports, the backend
     wall, cpu = [], []
-    for _ in range(max(3, reps // 10)):
+    cycles = max(3, reps // 10)
+    for _ in range(cycles):
+        monitor.lead()
         t0, c0 = time.perf_counter(), time.process_time()
         monitor.cycle()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    assert monitor.polls == 1 + cycles, f"{monitor.polls} polls in {1 + cycles} cycles: a cycle stood down"
     if explain:
         import cProfile
         import pstats
 
+        monitor.lead()
         profile = cProfile.Profile()
         profile.runcall(monitor.cycle)
         print("\n--- one monitor cycle, by cumulative time:")

@@ -22,11 +22,7 @@ raw JSON to bench/results/slurm-<time>.json. Each path's jobs are cancelled (one
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
-import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -34,40 +30,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+import benchlib
 
-
-def log(msg: str) -> None:
-    print(f"[bench_slurm {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def setup_django(home: str, db_url: str | None) -> None:
-    os.environ["JOBTOWER_HOME"] = home
-    os.environ["DJANGO_SETTINGS_MODULE"] = "jobtower.site.settings"
-    if db_url:
-        os.environ["JOBTOWER_DATABASE_URL"] = db_url
-    else:
-        os.environ.pop("JOBTOWER_DATABASE_URL", None)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    import logging
-
-    logging.getLogger("jobtower").setLevel(logging.WARNING)
-
-
-class StatementCounter:
-    """Counts SQL statements while installed (django's connection.execute_wrapper)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):  # noqa: ANN001
-        self.count += 1
-        return execute(sql, params, many, context)
+log = benchlib.logger("bench_slurm")
 
 
 def main() -> int:
@@ -82,30 +47,21 @@ def main() -> int:
         raise SystemExit("the Slurm cluster does not answer: run scripts/engines/slurm.sh up (as root) first")
     home = tempfile.mkdtemp(prefix="jobtower-bench-slurm-")
     workspace = tempfile.mkdtemp(prefix="jobtower-bench-slurm-ws-")
-    setup_django(home, args.db_url)
+    benchlib.setup_django(home, args.db_url)
 
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
     import jobtower
     from jobtower.backends import get_backend
+    from jobtower.models import SlurmCluster
     from jobtower.monitor import Monitor
 
-    class BenchApp(jobtower.AppBase):
-        package = "bench_slurm"
-        name = "Slurm bench"
-
-    from jobtower.models import SlurmCluster
-
     backend = get_backend("jobtower.backends.slurm:SlurmBackend")
-    user = get_user_model().objects.create_user("bench", password="bench")
-    manager = BenchApp.get_job_manager()
-    results: dict = {
-        "when": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "jobs": args.jobs,
-        "database": connection.vendor,
-        "slurm": subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip(),
-    }
+    _, manager, user = benchlib.bench_app("bench_slurm", "Slurm bench")
+    results: dict = benchlib.results_head(
+        jobs=args.jobs, database=connection.vendor,
+        slurm=subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip(),
+    )
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     if "rest" in paths:
         token = subprocess.run(["scontrol", "token", f"username={getpass.getuser()}", "lifespan=7200"],
@@ -135,17 +91,10 @@ def main() -> int:
                                  "ms_per_job": 1000 * submit_s / args.jobs}
             log(f"{path}: submitted in {submit_s:.2f} s")
             monitor = Monitor()
-            monitor.cycle()  # warm-up: the first jobs start running
-            walls, queries, statements = [], [], []
-            for _ in range(args.cycles):
-                counter = StatementCounter()
-                before = backend.queries  # type: ignore[attr-defined]
-                with connection.execute_wrapper(counter):
-                    start = time.perf_counter()
-                    monitor.cycle()
-                    walls.append(time.perf_counter() - start)
-                queries.append(backend.queries - before)  # type: ignore[attr-defined]
-                statements.append(counter.count)
+            # after a warm-up cycle, in which the first jobs start running
+            walls, _, queries, statements = benchlib.timed_cycles(
+                monitor.cycle, args.cycles, lambda: backend.queries,  # type: ignore[attr-defined]
+            )
             active = jobtower.Job.objects.filter(pk__in=[j.pk for j in jobs], _status__in=["SUB", "RUN"]).count()
             figures["cycle"] = {
                 "active_jobs": active, "median_ms": 1000 * statistics.median(walls), "max_ms": 1000 * max(walls),
@@ -181,11 +130,7 @@ def main() -> int:
                   f"{c['active_jobs']} active jobs, {c['controller_calls']} controller calls, "
                   f"{c['sql_statements']} SQL statements")
     print("  peer        Tethys Platform 4.6.1 has no Slurm engine: no figure to compare")
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"slurm-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=1)
-    log(f"raw figures: {path}")
+    log(f"raw figures: {benchlib.save_results('slurm', results)}")
     return 0
 
 

@@ -20,9 +20,7 @@ import argparse
 import datetime as dt
 import html
 import json
-import math
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -36,11 +34,9 @@ import threading
 import time
 import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
-SETUP_TETHYS = os.path.join(HERE, "peer", "setup_tethys_venv.sh")
-TETHYS_WORKLOAD = os.path.join(HERE, "peer", "tethys_web_workload.py")
-sys.path.insert(0, HERE)
+import benchlib
+
+TETHYS_WORKLOAD = os.path.join(benchlib.HERE, "peer", "tethys_web_workload.py")
 
 USERNAME = "bench"
 PASSWORD = "bench-password-not-secret"
@@ -55,23 +51,16 @@ FULL = {"jobs": 100_000, "reps": 30, "wrk_seconds": 15, "tethys_jobs": (1000, 10
 QUICK = {"jobs": 10_000, "reps": 10, "wrk_seconds": 5, "tethys_jobs": (1000,)}
 
 
-def log(msg: str) -> None:
-    print(f"[bench_web {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("bench_web")
 
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-def percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    return ordered[max(1, math.ceil(pct / 100.0 * len(ordered))) - 1]
-
-
 def summary(samples: list[float]) -> dict:
-    return {"n": len(samples), "median_ms": ms(statistics.median(samples)), "p95_ms": ms(percentile(samples, 95)),
-            "min_ms": ms(min(samples)), "max_ms": ms(max(samples))}
+    return {"n": len(samples), "median_ms": ms(statistics.median(samples)),
+            "p95_ms": ms(benchlib.percentile(samples, 95)), "min_ms": ms(min(samples)), "max_ms": ms(max(samples))}
 
 
 # =========================================================================== HTTP over a raw socket
@@ -214,17 +203,11 @@ class CpuMeter:
 # =========================================================================== the jobtower server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """`jobtower serve --no-worker --workers N` on a free port, as a subprocess (its own process group)."""
 
     def __init__(self, workers: int, env: dict[str, str], logfile: str) -> None:
-        self.port = free_port()
+        self.port = benchlib.free_port()
         self.workers = workers
         self.log = open(logfile, "ab")  # noqa: SIM115 - the server writes to it until stop()
         cmd = [sys.executable, "-m", "jobtower.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -671,8 +654,8 @@ def jobtower_child(args) -> int:
             server.stop()
     profile_path = None
     if args.profile:
-        os.makedirs(RESULTS, exist_ok=True)
-        profile_path = os.path.join(RESULTS, f"web-profile-{args.child_db}-{args.stamp}.json")
+        os.makedirs(benchlib.RESULTS, exist_ok=True)
+        profile_path = os.path.join(benchlib.RESULTS, f"web-profile-{args.child_db}-{args.stamp}.json")
     report["in_process"] = in_process(seeded["active_ids"], args.profile_reps, profile_path)
     report["sqlite_options"] = settings.DATABASES["default"].get("OPTIONS") if args.child_db == "sqlite" else None
     report["conn_max_age"] = settings.DATABASES["default"].get("CONN_MAX_AGE", 0)
@@ -691,8 +674,7 @@ def versions(connection, db: str) -> dict:
     return {
         "django": django.__version__, "impl": metadata.version("jobtower"),
         "gunicorn": metadata.version("gunicorn"), "python": sys.version.split()[0],
-        "db_server": connection.Database.sqlite_version if db == "sqlite"
-        else ".".join(str(x) for x in divmod(connection.pg_version, 10000)),
+        "db_server": benchlib.db_server_version(connection),
     }
 
 
@@ -790,11 +772,6 @@ def run_tethys(python: str, db: str, jobs: int, args, scratch: str) -> dict:
     result = json.loads(lines[-1])
     result["wall_s"] = round(time.monotonic() - t0, 1)
     return result
-
-
-def tethys_python() -> str:
-    out = subprocess.run(["bash", SETUP_TETHYS], check=True, stdout=subprocess.PIPE, text=True).stdout
-    return [line for line in out.splitlines() if line.strip()][-1].strip()
 
 
 # --------------------------------------------------------------------------- printing
@@ -959,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the page and the refresh in-process; writes results/web-profile-<db>-<time>.txt")
     ap.add_argument("--profile-reps", type=int, default=20)
-    ap.add_argument("--pg", default=os.environ.get("JOBTOWER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
+    ap.add_argument("--pg", default=benchlib.PG_SERVER,
                     help="PostgreSQL server URL without database; needs CREATEDB")
     # internal: one jobtower database, run in a child process (Django settings are per process)
     ap.add_argument("--child-db", choices=("sqlite", "postgresql"), help=argparse.SUPPRESS)
@@ -979,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     impls = ("jobtower", "tethys") if args.impl == "both" else (args.impl,)
     if "jobtower" in impls and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    python = tethys_python() if "tethys" in impls else None
+    python = benchlib.tethys_python() if "tethys" in impls else None
 
     started = dt.datetime.now()
     load_before = os.getloadavg()
@@ -994,8 +971,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run_tethys(python, db, n, args, scratch))
     report = {
         "started": started.isoformat(timespec="seconds"),
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                 "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "host": {**benchlib.host(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "params": {"jobs": args.jobs, "active": args.active, "others": args.others, "no_analyze": args.no_analyze,
                    "reps": args.reps, "warmups": args.warmups,
                    "workers": args.workers, "wrk": f"-t{args.wrk_threads} -c{args.wrk_connections} "
@@ -1003,11 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"page_ms": TARGET_PAGE_MS, "refresh_ms": TARGET_REFRESH_MS, "callback_rps": TARGET_CALLBACK_RPS},
         "runs": runs,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"web-{started:%Y%m%d-%H%M%S}.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
+    path = benchlib.save_results("web", report, started, indent=2)
 
     print(f"web benchmark, {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
           f"{report['host']['loadavg_after'][0]:.2f} after (other processes share the machine)")

@@ -26,10 +26,8 @@ DAGMan job of the bench is removed from the pool at the end (DAGMan removes its 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,10 +35,10 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import benchlib
+from bench_condor import condor_environment, remove_clusters
 
-from bench_condor import RESULTS, StatementCounter, condor_environment, log, setup_django, tethys_python  # noqa: E402
+log = benchlib.logger("bench_workflow")
 
 #: The Tethys side, under the Tethys virtualenv's python: condorpy's own code per workflow and per node.
 TETHYS_REFRESH = r"""
@@ -83,30 +81,21 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="jobtower-bench-wf-")
     workspace = tempfile.mkdtemp(prefix="jobtower-bench-wf-ws-")
     os.chmod(workspace, 0o755)
-    setup_django(home, args.db_url)
+    benchlib.setup_django(home, args.db_url)
 
     import htcondor
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
     import jobtower
     from jobtower.backends import get_backend
     from jobtower.monitor import Monitor
 
-    class BenchApp(jobtower.AppBase):
-        package = "bench_workflow"
-        name = "Workflow bench"
-
     backend = get_backend("jobtower.backends.dagman:DAGManBackend")
-    user = get_user_model().objects.create_user("bench", password="bench")
-    manager = BenchApp.get_job_manager()
-    results: dict = {
-        "when": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "workflows": args.workflows,
-        "nodes": args.nodes, "database": connection.vendor,
-        "htcondor_bindings": htcondor.version().split()[1],
-        "pool": htcondor.Schedd().location.version.split()[1],
-    }
+    _, manager, user = benchlib.bench_app("bench_workflow", "Workflow bench")
+    results: dict = benchlib.results_head(
+        workflows=args.workflows, nodes=args.nodes, database=connection.vendor,
+        htcondor_bindings=htcondor.version().split()[1], pool=htcondor.Schedd().location.version.split()[1],
+    )
     dags: list[int] = []
     try:
         log(f"submitting {args.workflows} workflows of {args.nodes} nodes")
@@ -139,17 +128,8 @@ def main() -> int:
             raise SystemExit(f"only {len(node_of)} of {len(dags)} DAGs queued their first node within 5 min")
 
         monitor = Monitor(results_threads=0)
-        monitor.cycle()  # warm-up (and the node status files are read once)
-        walls, queries, statements = [], [], []
-        for _ in range(args.cycles):
-            counter = StatementCounter()
-            before = backend.queries
-            with connection.execute_wrapper(counter):
-                start = time.perf_counter()
-                monitor.cycle()
-                walls.append(time.perf_counter() - start)
-            queries.append(backend.queries - before)
-            statements.append(counter.count)
+        # after a warm-up cycle (which reads the node status files once)
+        walls, _, queries, statements = benchlib.timed_cycles(monitor.cycle, args.cycles, lambda: backend.queries)
         states = {wf.pk: jobtower.Job.objects.get(pk=wf.pk).status_code.display for wf in flows}
         results["cycle"] = {
             "median_ms": 1000 * statistics.median(walls), "max_ms": 1000 * max(walls),
@@ -158,7 +138,7 @@ def main() -> int:
         }
         log(f"monitor cycle: {results['cycle']['median_ms']:.1f} ms, {max(queries)} schedd queries")
 
-        python = tethys_python()
+        python = benchlib.tethys_python(log)
         if python:
             work = [[dag, node_of[dag]] for dag in dags]
             log("Tethys (condorpy): the same refresh, batched per DAG and per node")
@@ -175,18 +155,12 @@ def main() -> int:
     finally:
         if dags:
             log("removing the bench's workflows from the pool")
-            htcondor.Schedd().act(htcondor.JobAction.Remove,
-                                  f"member(ClusterId, {{{', '.join(str(d) for d in dags)}}})",
-                                  reason="bench_workflow: done")
+            remove_clusters(dags, "bench_workflow: done")
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
 
     report(results)
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"workflow-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=1)
-    log(f"raw figures: {path}")
+    log(f"raw figures: {benchlib.save_results('workflow', results)}")
     return 0
 
 

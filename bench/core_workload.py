@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -23,7 +22,11 @@ import sys
 import time
 import types
 import urllib.parse
+from collections.abc import Callable
 from importlib import metadata
+from typing import Any
+
+import benchlib
 
 APP_PACKAGE = "bench_app"
 APP_NAME = "Bench"
@@ -47,8 +50,10 @@ WRITE_AFTER_CTE = re.compile(r"\)\s*(INSERT|UPDATE|DELETE|REPLACE)\s", re.IGNORE
 TX_VERBS = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
-def log(msg: str) -> None:
-    print(f"[core_workload {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+#: The Django apps both implementations install first.
+DJANGO_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+
+log = benchlib.logger("core_workload")
 
 
 # --------------------------------------------------------------------------- database handling
@@ -157,33 +162,25 @@ def common_settings(db: dict) -> dict:
     }
 
 
-def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        **common_settings(db),
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "django.contrib.sessions",
-            "django.contrib.messages",
-            "guardian",
-            "tethys_apps",
-            "tethys_compute",
-            "tethys_services",
-            "tethys_quotas",
-        ],
-        AUTHENTICATION_BACKENDS=[
+def tethys_settings(workspace: str) -> dict[str, Any]:
+    """The settings Tethys's apps need besides INSTALLED_APPS, with workspaces under `workspace`."""
+    return {
+        "AUTHENTICATION_BACKENDS": [
             "django.contrib.auth.backends.ModelBackend",
             "guardian.backends.ObjectPermissionBackend",
         ],
-        ANONYMOUS_USER_NAME="AnonymousUser",
-        TETHYS_WORKSPACES_ROOT=workspace,
-        USE_OLD_WORKSPACES_API=False,
-        RESOURCE_QUOTA_HANDLERS=(),
-        SUPPRESS_QUOTA_WARNINGS=("user_workspace_quota", "app_workspace_quota"),
-    )
+        "ANONYMOUS_USER_NAME": "AnonymousUser",
+        "TETHYS_WORKSPACES_ROOT": workspace,
+        "USE_OLD_WORKSPACES_API": False,
+        "RESOURCE_QUOTA_HANDLERS": (),
+        "SUPPRESS_QUOTA_WARNINGS": ("user_workspace_quota", "app_workspace_quota"),
+    }
+
+
+def setup_tethys_django() -> None:
+    """django.setup() with Tethys's apps installed, skipping the app harvest that tethys_apps runs at start-up."""
+    import django
+
     # tethys_apps' AppConfig.ready() harvests installed apps from the database whenever sys.argv[1]
     # is not "migrate", i.e. before our migrate has run. A bare argv skips that start-up harvest.
     saved_argv, sys.argv = sys.argv, sys.argv[:1]
@@ -192,44 +189,69 @@ def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
     finally:
         sys.argv = saved_argv
 
+
+def tethys_app() -> type:
+    """The bench's Tethys app (APP_PACKAGE, APP_NAME), once Django is set up."""
     from tethys_apps.base import TethysAppBase
-    from tethys_compute.models import BasicJob, TethysJob
 
     class App(TethysAppBase):
         package = APP_PACKAGE
         name = APP_NAME
         root_url = "bench-app"
 
-    def fill(count: int, users: list, workspaces: dict) -> None:
-        # BasicJob uses multi-table inheritance, which bulk_create refuses: insert the TethysJob rows
-        # with bulk_create (ids come back on PostgreSQL and SQLite >= 3.35), then the BasicJob rows.
-        from django.db import connection, transaction
+    return App
 
-        child = BasicJob._meta
-        insert_child = (
-            f"INSERT INTO {connection.ops.quote_name(child.db_table)} "
-            f"({connection.ops.quote_name(child.pk.column)}) VALUES (%s)"
+
+def fill_in_batches(count: int, users: list, make: Callable[[int, Any], Any], insert: Callable[[list], None]) -> None:
+    """Insert `count` rows, row k made by `make(k, user)` for the users in turn, `insert(rows)` per FILL_BATCH."""
+    from django.db import transaction
+
+    for start in range(0, count, FILL_BATCH):
+        rows = [make(k, users[k % len(users)]) for k in range(start, min(start + FILL_BATCH, count))]
+        with transaction.atomic():
+            insert(rows)
+
+
+def insert_basic_jobs(rows: list) -> None:
+    """Insert unsaved TethysJob rows as Tethys BasicJobs (multi-table inheritance, which bulk_create refuses)."""
+    # the TethysJob rows with bulk_create (ids come back on PostgreSQL and SQLite >= 3.35), then the BasicJob rows
+    from django.db import connection
+    from tethys_compute.models import BasicJob, TethysJob
+
+    child = BasicJob._meta
+    parents = TethysJob.objects.bulk_create(rows)
+    with connection.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {connection.ops.quote_name(child.db_table)} ({connection.ops.quote_name(child.pk.column)}) "
+            "VALUES (%s)", [(p.pk,) for p in parents],
         )
-        done = 0
-        while done < count:
-            n = min(FILL_BATCH, count - done)
-            rows = []
-            for k in range(done, done + n):
-                user = users[k % len(users)]
-                rows.append(
-                    TethysJob(
-                        name=f"fill_{k}",
-                        description="bench job",
-                        user=user,
-                        label=APP_PACKAGE,
-                        workspace=workspaces[user.pk],
-                    )
-                )
-            with transaction.atomic():
-                parents = TethysJob.objects.bulk_create(rows)
-                with connection.cursor() as cur:
-                    cur.executemany(insert_child, [(p.pk,) for p in parents])
-            done += n
+
+
+def configure_tethys(db: dict, workspace: str) -> types.SimpleNamespace:
+    from django.conf import settings
+
+    settings.configure(
+        **common_settings(db),
+        INSTALLED_APPS=[
+            *DJANGO_APPS,
+            "django.contrib.messages",
+            "guardian",
+            "tethys_apps",
+            "tethys_compute",
+            "tethys_services",
+            "tethys_quotas",
+        ],
+        **tethys_settings(workspace),
+    )
+    setup_tethys_django()
+    from tethys_compute.models import TethysJob
+
+    App = tethys_app()
+
+    def fill(count: int, users: list, workspaces: dict) -> None:
+        fill_in_batches(count, users, lambda k, user: TethysJob(
+            name=f"fill_{k}", description="bench job", user=user, label=APP_PACKAGE, workspace=workspaces[user.pk],
+        ), insert_basic_jobs)
 
     return types.SimpleNamespace(
         App=App,
@@ -245,12 +267,7 @@ def configure_jobtower(db: dict, workspace: str) -> types.SimpleNamespace:
 
     settings.configure(
         **common_settings(db),
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "django.contrib.sessions",
-            "jobtower",
-        ],
+        INSTALLED_APPS=[*DJANGO_APPS, "jobtower"],
         JOBTOWER={"HOME": workspace},
     )
     django.setup()
@@ -263,27 +280,10 @@ def configure_jobtower(db: dict, workspace: str) -> types.SimpleNamespace:
         name = APP_NAME
 
     def fill(count: int, users: list, workspaces: dict) -> None:
-        from django.db import transaction
-
-        done = 0
-        while done < count:
-            n = min(FILL_BATCH, count - done)
-            rows = []
-            for k in range(done, done + n):
-                user = users[k % len(users)]
-                rows.append(
-                    Job(
-                        user=user,
-                        label=APP_PACKAGE,
-                        job_type="BASIC",
-                        name=f"fill_{k}",
-                        description="bench job",
-                        workspace=workspaces[user.pk],
-                    )
-                )
-            with transaction.atomic():
-                Job.objects.bulk_create(rows)
-            done += n
+        fill_in_batches(count, users, lambda k, user: Job(
+            user=user, label=APP_PACKAGE, job_type="BASIC", name=f"fill_{k}", description="bench job",
+            workspace=workspaces[user.pk],
+        ), Job.objects.bulk_create)
 
     return types.SimpleNamespace(
         App=App,
@@ -323,13 +323,6 @@ class StatementCounter:
         return self.queries, self.writes
 
 
-def percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 4)
 
@@ -351,7 +344,7 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
     log(f"create_save: {args.n_create} jobs, in {RAW_ROUNDS} rounds with raw one-row INSERT+COMMIT")
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_raw (id integer PRIMARY KEY, name varchar(64))")
-    elapsed = raw_elapsed = 0.0
+    elapsed = raw_elapsed = cpu = 0.0
     done = raw_rows = 0
     queries = writes = 0
     for r in range(RAW_ROUNDS):
@@ -363,13 +356,14 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
         raw_elapsed += time.perf_counter() - t0
         raw_rows += count
         q0, w0 = counter.snapshot()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for i in range(done, done + count):
             job = job_manager.create_job(
                 name="bench_{id}", user=users[i % N_USERS], job_type="BASIC", description="bench job"
             )
             job.save()
         elapsed += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         q1, w1 = counter.snapshot()
         queries += q1 - q0
         writes += w1 - w0
@@ -379,6 +373,8 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
         "n": args.n_create,
         "seconds": round(elapsed, 3),
         "jobs_per_s": round(args.n_create / elapsed, 1) if elapsed else None,
+        # this process's CPU per job: on SQLite all of the work (a busy machine inflates wall time, not this)
+        "cpu_us_per_job": round(cpu / n * 1e6, 1),
         "queries_per_job": round(queries / n, 2),
         "writes_per_job": round(writes / n, 2),
         "raw_insert_commit_per_s": round(raw_rows / raw_elapsed, 1) if raw_elapsed else None,
@@ -414,7 +410,7 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
         "reps": LIST_REPS,
         "rows": len(page),
         "median_ms": ms(statistics.median(times)),
-        "p95_ms": ms(percentile(times, 95)),
+        "p95_ms": ms(benchlib.percentile(times, 95)),
         "queries": round((q1 - q0) / LIST_REPS, 2),
         "writes": round((w1 - w0) / LIST_REPS, 2),
     }
@@ -437,7 +433,7 @@ def run_workload(env: types.SimpleNamespace, counter: StatementCounter, args) ->
         "calls": GET_CALLS,
         "found": found,
         "median_ms": ms(statistics.median(times)),
-        "p95_ms": ms(percentile(times, 95)),
+        "p95_ms": ms(benchlib.percentile(times, 95)),
         "queries": round((q1 - q0) / GET_CALLS, 2),
         "writes": round((w1 - w0) / GET_CALLS, 2),
     }
@@ -510,9 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                 "django": django.__version__,
                 "impl": env.version,
                 "python": sys.version.split()[0],
-                "db_server": connection.Database.sqlite_version
-                if db_kind(db) == "sqlite"
-                else ".".join(str(x) for x in divmod(connection.pg_version, 10000)),
+                "db_server": benchlib.db_server_version(connection),
             },
             "params": {"n_create": args.n_create, "n_table": args.n_table, "n_status": args.n_status},
             **results,

@@ -381,6 +381,98 @@ def in_slurm_queue(slurm_id: int) -> list[str]:
                                                  "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE")]
 
 
+class SlurmPath:
+    """How a test reaches the loopback Slurm cluster: its commands ("cli") or slurmrestd with a JWT ("rest").
+
+    A "rest" path has a SlurmCluster record named "rest" (the loopback slurmrestd, a JWT of this user) and
+    SLURM_CONF pointing nowhere, so a Slurm command the REST path ran by mistake would fail the test.
+    """
+
+    def __init__(self, name: str, monkeypatch: pytest.MonkeyPatch, rest_facts: dict[str, str] | None = None) -> None:
+        from jobtower.backends import get_backend
+        from jobtower.backends.slurm import SlurmBackend
+        from jobtower.models import SlurmCluster
+
+        assert name in ("cli", "rest"), name
+        self.name = name
+        backend = get_backend("jobtower.backends.slurm:SlurmBackend")
+        assert isinstance(backend, SlurmBackend)
+        self.backend = backend
+        #: The `scheduler` setting of this path's jobs (None: the cluster this machine's commands reach).
+        self.scheduler: str | None = None
+        if self.rest:
+            assert rest_facts is not None, "the rest path needs the slurm_rest fixture's facts"
+            SlurmCluster.objects.create(name="rest", rest_url=rest_facts["SLURMRESTD_URL"], token=slurm_token())
+            self.scheduler = "rest"
+            monkeypatch.setenv("SLURM_CONF", "/nonexistent/slurm.conf")
+
+    @property
+    def rest(self) -> bool:
+        """Return True on the slurmrestd path."""
+        return self.name == "rest"
+
+    def __repr__(self) -> str:
+        return f"<SlurmPath {self.name}>"
+
+    def client(self) -> Any:
+        """Return a slurmrestd client with the "rest" cluster's current token (the rest path only)."""
+        from jobtower.backends.slurmrest import SlurmRestClient
+        from jobtower.models import SlurmCluster
+
+        assert self.rest, "the cli path has no slurmrestd client"
+        return SlurmRestClient(SlurmCluster.objects.get(name="rest"))
+
+    def run(self, job_manager: Any, user: Any, **settings: Any) -> Any:
+        """Create and execute a SLURM job on this path."""
+        job = job_manager.create_job(name=f"{self.name} {{id}}", user=user, job_type="SLURM",
+                                     scheduler=self.scheduler, **settings)
+        job.execute()
+        return job
+
+    def records(self, slurm_id: int) -> list[dict[str, Any]]:
+        """Return the controller's records of a Slurm job, one per task (`squeue --json` or GET job/<id>).
+
+        Both give the same format (slurmrestd's v0.0.38 job records); ended jobs stay for MinJobAge.
+        """
+        import json
+        import subprocess
+
+        if self.rest:
+            return list(self.client().job(slurm_id))
+        out = subprocess.run(["squeue", "--json"], capture_output=True, text=True, timeout=60, check=True).stdout
+        return [r for r in json.loads(out)["jobs"] if slurm_id in (r.get("job_id"), r.get("array_job_id"))]
+
+    def active(self, slurm_id: int) -> list[str]:
+        """Return the states of a Slurm job's tasks the controller still runs or will run."""
+        from jobtower.backends.slurm import ACTIVE_STATES
+
+        if not self.rest:
+            return in_slurm_queue(slurm_id)
+        return [str(r["job_state"]) for r in self.records(slurm_id) if r["job_state"] in ACTIVE_STATES]
+
+    def cancel_leftovers(self) -> None:
+        """Cancel the Slurm jobs a failed test left behind."""
+        from jobtower.models import Job
+
+        for job in Job.objects.filter(job_type="SLURM"):
+            slurm_id = (job.engine_data or {}).get("slurm_job_id")
+            if slurm_id and self.active(slurm_id):
+                if self.rest:
+                    self.client().cancel(slurm_id)
+                else:
+                    self.backend.cancel(job)
+
+
+@pytest.fixture(params=["cli", "rest"])
+def slurm_path(request: pytest.FixtureRequest, slurm_cluster: str, transactional_db: Any,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmPath]:
+    """Each path to the loopback Slurm cluster in turn: its commands ("cli"), then slurmrestd ("rest")."""
+    facts = request.getfixturevalue("slurm_rest") if request.param == "rest" else None
+    path = SlurmPath(request.param, monkeypatch, facts)
+    yield path
+    path.cancel_leftovers()
+
+
 # -- a real Dask cluster: a `dask scheduler` and a `dask worker`, separate processes on 127.0.0.1 ----------
 
 

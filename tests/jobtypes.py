@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from jobtower.backends import get_backend
-from jobtower.backends.base import Backend, Capability
+from jobtower.backends.base import Backend, Capability, PollResult
+from jobtower.backends.local import LocalBackend
 from jobtower.backends.memory import MemoryBackend
 from jobtower.models import Job
 from jobtower.registry import class_for_stored, register_job_type
@@ -34,6 +37,25 @@ class FileCountingBackend(Backend):
 
     def poll(self, jobs):  # noqa: ANN001, ANN201 - the engine never reports anything
         return {}
+
+
+class StoppingLocalBackend(LocalBackend):
+    """The LOCAL engine, whose poll can stop its own process with the answer in hand (SIGSTOP).
+
+    When the file named by $JOBTOWER_TEST_STOP_AFTER_POLL exists, the first poll to remove it stops
+    its process: a monitor hung between its poll and the write of what it saw, until a SIGCONT.
+    """
+
+    def poll(self, jobs: Sequence[Job]) -> PollResult:
+        answer = super().poll(jobs)
+        marker = os.environ.get("JOBTOWER_TEST_STOP_AFTER_POLL")
+        if marker:
+            try:
+                os.unlink(marker)
+            except FileNotFoundError:
+                return answer
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return answer
 
 
 if class_for_stored("MEMORY") is None:

@@ -58,6 +58,9 @@ JOBTOWER = {
     # Subprocess monitors of the crash tests take over a dead claim within seconds.
     "RESULTS_CLAIM_TIMEOUT": float(os.environ.get("JOBTOWER_TEST_RESULTS_CLAIM_TIMEOUT", "120")),
 }
+if os.environ.get("JOBTOWER_TEST_LOCAL_BACKEND"):
+    # The fencing test's processes run LOCAL jobs on an engine that can stop its own process mid-poll.
+    JOBTOWER["BACKENDS"] = {"LOCAL": os.environ["JOBTOWER_TEST_LOCAL_BACKEND"]}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_REDIRECT_URL = "/"
 # Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): tests/test_tasks.py

@@ -49,11 +49,205 @@ def test_one_holder_at_a_time_and_an_expired_lease_changes_hands(db) -> None:
     assert lease.holder_of("x") is None and lease.hold("x", "a", 60) is True
 
 
+def test_only_the_holder_passes_the_fence_and_renews_a_lease_nobody_took(db) -> None:
+    def expire() -> None:
+        Lease.objects.filter(name="x").update(expires=timezone.now() - datetime.timedelta(seconds=1))
+
+    assert lease.hold("x", "a", 60) is True
+    assert lease.still_held("x", "a") is True and lease.still_held("x", "b") is False
+    assert lease.still_held("y", "a") is False  # no such lease
+    expire()
+    assert lease.still_held("x", "a") is False  # ran out: no writes under it
+    assert lease.renew("x", "a", 60) is True and lease.still_held("x", "a") is True  # nobody took it
+    expire()
+    assert lease.hold("x", "b", 60) is True
+    assert lease.renew("x", "a", 60) is False and lease.holder_of("x") == "b"  # b's now: a stands down
+
+
 def test_a_standby_monitor_does_not_poll_until_it_holds_the_lease(job_manager, user, memory, db) -> None:
     leader, standby = Monitor(interval=1.0, name="m1"), Monitor(interval=1.0, name="m2")
     assert leader.lead() is True and standby.lead() is False
     Lease.objects.filter(name=LEASE).update(expires=timezone.now() - datetime.timedelta(seconds=1))
     assert standby.lead() is True and leader.lead() is False
+
+
+# -- fencing: a leader that hung past its lease does not act on it -----------------------------------
+
+
+def _leader_and_standby() -> tuple[Monitor, Monitor]:
+    """Two monitors driven cycle by cycle; the first leads."""
+    leader = Monitor(interval=1.0, name="m1", results_threads=0, delivery_thread=False)
+    standby = Monitor(interval=1.0, name="m2", results_threads=0, delivery_thread=False)
+    assert leader.lead() is True and standby.lead() is False
+    return leader, standby
+
+
+def _running_jobs(job_manager: Any, user: Any, memory: Any, count: int, job_type: str = "MEMORY") -> list[Job]:
+    """`count` jobs Submitted in the database that their engine now reports Running."""
+    jobs = [job_manager.create_job(name=f"fence {i}", user=user, job_type=job_type) for i in range(count)]
+    for job in jobs:
+        job.execute()
+        memory.set(job, Status.RUNNING)
+    return jobs
+
+
+def _take_over(standby: Monitor) -> None:
+    """The leader's lease runs out and the standby takes it (as while the leader hangs)."""
+    Lease.objects.filter(name=LEASE).update(expires=timezone.now() - datetime.timedelta(seconds=1))
+    assert standby.lead() is True
+
+
+def test_a_leader_whose_lease_was_taken_over_during_its_poll_writes_nothing(
+    job_manager, user, memory, db, caplog, monkeypatch
+) -> None:
+    jobs = _running_jobs(job_manager, user, memory, 3)
+    leader, standby = _leader_and_standby()
+    events = JobEvent.objects.filter(job_id__in=[j.pk for j in jobs]).count()
+    engine_poll = memory.poll
+
+    def slow_poll(polled):  # noqa: ANN001, ANN202 - the engine's own signature
+        answer = engine_poll(polled)
+        _take_over(standby)  # the leader hangs here, past its lease; its own clock has not noticed
+        return answer
+
+    monkeypatch.setattr(memory, "poll", slow_poll)
+    with caplog.at_level(logging.WARNING, logger="jobtower.monitor"):
+        assert leader.cycle() == 0
+    assert leader.polls == 1  # it polled, and then wrote nothing
+    assert {j.status_code for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {Status.SUBMITTED}
+    assert JobEvent.objects.filter(job_id__in=[j.pk for j in jobs]).count() == events
+    said = [r.getMessage() for r in caplog.records if "stood down" in r.getMessage()]
+    assert said == ["m1: stood down: another monitor holds its lease now (the lease row says so); "
+                    "abandoning the rest of cycle 1 (another monitor may lead now)"], caplog.text
+    assert leader.lead() is False and lease.holder_of(LEASE) == "m2"
+    monkeypatch.setattr(memory, "poll", engine_poll)
+    assert standby.cycle() == 3  # the new leader writes what it saw itself
+    assert {j.status_code for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {Status.RUNNING}
+
+
+def test_a_leader_past_its_own_deadline_skips_its_remaining_polls(
+    job_manager, user, memory, db, settings, caplog, monkeypatch
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobtower import manager
+    from jobtower.backends import get_backend
+    from jobtower.monitor import engines
+    from tests.jobtypes import MEMORY_BACKEND
+
+    # A second engine: the memory engine with other options, as settings may choose.
+    settings.JOBTOWER = {**settings.JOBTOWER, "BACKENDS": {"MEMORY_NO_HOLD": {
+        "BACKEND": MEMORY_BACKEND, "OPTIONS": {"hold": False}}}}
+    other = get_backend(MEMORY_BACKEND, {"hold": False})
+    other.reset()
+    jobs = {"MEMORY": _running_jobs(job_manager, user, memory, 2),
+            "MEMORY_NO_HOLD": _running_jobs(job_manager, user, other, 2, "MEMORY_NO_HOLD")}
+    order = [t for types in engines().values() for t in types if t in jobs]
+    assert len(order) == 2 and order[0] != order[1], f"the two job types should run on two engines: {engines()}"
+    first, second = order
+    leader, standby = _leader_and_standby()
+    written = manager.apply_poll
+    after_hang = CaptureQueriesContext(connection)
+
+    def then_hang(*args: Any, **kwargs: Any) -> int:
+        moved = written(*args, **kwargs)
+        # The leader hangs after writing its first engine's answer, past its lease, by its own clock.
+        leader._leading_until = time.monotonic() - 0.01
+        after_hang.__enter__()
+        return moved
+
+    monkeypatch.setattr(manager, "apply_poll", then_hang)
+    with caplog.at_level(logging.WARNING, logger="jobtower.monitor"):
+        assert leader.cycle() == 2  # the first engine's two jobs
+    after_hang.__exit__(None, None, None)
+    monkeypatch.setattr(manager, "apply_poll", written)
+    assert leader.polls == 1
+    now = {t: {j.status_code for j in Job.objects.filter(pk__in=[x.pk for x in js])} for t, js in jobs.items()}
+    assert now == {first: {Status.RUNNING}, second: {Status.SUBMITTED}}, now
+    engine = {"MEMORY": memory, "MEMORY_NO_HOLD": other}
+    assert ("poll", None) in engine[first].calls and ("poll", None) not in engine[second].calls
+    assert [q["sql"] for q in after_hang.captured_queries if "jobtower_lease" in q["sql"]] == [], \
+        "the skip is decided by the monotonic clock alone, without a query"
+    said = [r.getMessage() for r in caplog.records if "stood down" in r.getMessage()]
+    assert said == ["m1: stood down: its lease ran out (by its own clock) before polling memory; "
+                    "abandoning the rest of cycle 1 (another monitor may lead now)"], caplog.text
+    # Nobody took over: at its next cycle the leader holds its lease again and polls the rest.
+    assert standby.lead() is False
+    assert leader.lead() is True and leader.cycle() == 2
+    assert {j.status_code for js in jobs.values() for j in Job.objects.filter(pk__in=[x.pk for x in js])} == {
+        Status.RUNNING}
+    other.reset()
+
+
+def test_a_poll_that_outlasted_the_lease_is_written_when_no_standby_took_over(
+    job_manager, user, memory, db, caplog, monkeypatch
+) -> None:
+    jobs = _running_jobs(job_manager, user, memory, 2)
+    leader, standby = _leader_and_standby()
+    engine_poll = memory.poll
+
+    def slow_poll(polled):  # noqa: ANN001, ANN202
+        answer = engine_poll(polled)
+        leader._leading_until = time.monotonic() - 0.01  # a slow engine: the poll outlasted the lease
+        Lease.objects.filter(name=LEASE).update(expires=timezone.now() - datetime.timedelta(seconds=1))
+        return answer
+
+    monkeypatch.setattr(memory, "poll", slow_poll)
+    with caplog.at_level(logging.WARNING, logger="jobtower.monitor"):
+        assert leader.cycle() == 2  # nobody else polled meanwhile: what it saw is written
+    assert {j.status_code for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {Status.RUNNING}
+    assert "no other monitor had taken it: renewed it" in caplog.text
+    assert lease.holder_of(LEASE) == "m1" and standby.lead() is False
+
+
+def test_a_fenced_write_keeps_the_lease_from_changing_hands_until_it_commits(transactional_db) -> None:
+    from django.db import connections, transaction
+
+    assert lease.hold(LEASE, "m1", 0.6) is True
+    checked, order = threading.Event(), []
+
+    def write() -> None:
+        try:
+            with transaction.atomic():
+                assert lease.still_held(LEASE, "m1")
+                checked.set()
+                time.sleep(1.2)  # the lease runs out meanwhile; the write goes on under the fence
+                order.append("m1 committed")
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert checked.wait(10), "the fenced transaction did not start"
+    time.sleep(0.8)  # past the lease's end: a standby may take it, but only once the write commits
+    assert lease.hold(LEASE, "m2", 60) is True
+    order.append("m2 took over")
+    writer.join(10)
+    assert order == ["m1 committed", "m2 took over"]
+    assert lease.still_held(LEASE, "m1") is False and lease.still_held(LEASE, "m2") is True
+
+
+def test_fencing_costs_one_statement_per_write_transaction(job_manager, user, memory, db) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(monitor: Monitor) -> list[str]:
+        jobs = _running_jobs(job_manager, user, memory, 5)
+        with CaptureQueriesContext(connection) as seen:
+            assert monitor.cycle() == 5  # one bulk move: one write transaction
+        memory.reset()
+        Job.objects.filter(pk__in=[j.pk for j in jobs]).delete()
+        return [q["sql"] for q in seen.captured_queries]
+
+    alone = statements(Monitor(name="m0", results_threads=0, delivery_thread=False))
+    leader, _ = _leader_and_standby()
+    fenced = statements(leader)
+    extra = [sql for sql in fenced if "jobtower_lease" in sql]
+    assert len(fenced) == len(alone) + 1 and len(extra) == 1, (alone, fenced)
+    assert extra[0].startswith("SELECT") and '"holder" = ' in extra[0] and '"expires" > ' in extra[0]
+    if connection.vendor == "postgresql":
+        assert extra[0].endswith("FOR NO KEY UPDATE"), extra[0]  # the takeover waits for the commit
 
 
 def _monitor(env: dict[str, str], name: str) -> subprocess.Popen:
@@ -407,6 +601,106 @@ def test_monitor_and_web_server_killed_mid_run_every_job_ends_once_in_its_true_s
           f"{standby} polled "
           f"{after[0] - killed_at:.2f} s after the kill, {took:.2f} s after the lease ran out; "
           f"web-b answered {before} + {after_kill} requests (before, after), 0 failed")
+
+
+WROTE_LINE = re.compile(r"^(\d+\.\d+) DEBUG jobtower\.monitor (\S+): (?:cycle|check) \d+ wrote what (\S+) answered")
+
+
+def _writes(log: Path) -> list[float]:
+    """Return when a monitor logged that it wrote a poll's answer (wall-clock times)."""
+    return [float(m[1]) for m in map(WROTE_LINE.match, log.read_text().splitlines()) if m]
+
+
+def _stopped(pid: int) -> bool:
+    """Return True when process `pid` is stopped (SIGSTOP): its state in /proc is T."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+@pytest.mark.postgres
+def test_a_leader_stopped_between_its_poll_and_its_write_stands_down_when_it_resumes(
+    postgres, job_manager, user, engine_env, tmp_path
+) -> None:
+    """SIGSTOP the leading monitor with a poll's answer in hand, longer than its lease; a standby takes
+    over; SIGCONT: the old leader writes nothing of what it saw, logs that it stood down, polls no more."""
+    from tests.conftest import _kill_local_jobs
+
+    interval = 0.5  # the lease: 1.5 cycles + 0.2 s = 0.95 s
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    marker = tmp_path / "stop-after-poll"  # see tests.jobtypes.StoppingLocalBackend
+    env = {**engine_env, "JOBTOWER_TEST_LOCAL_BACKEND": "tests.jobtypes:StoppingLocalBackend"}
+    processes = {"worker": _spawn(["worker", "--concurrency", "8", "--name", "worker"], env, logs / "worker.log")}
+    for name in ("mon-a", "mon-b"):
+        processes[name] = _spawn(["monitor", "--interval", str(interval), "--name", name],
+                                 {**env, "JOBTOWER_LOG_LEVEL": "DEBUG", "JOBTOWER_TEST_STOP_AFTER_POLL": str(marker)},
+                                 logs / f"{name}.log")
+    leader = ""
+    try:
+        leader = wait_for(lambda: lease.holder_of(LEASE), 60, what="a monitor to lead")
+        standby = "mon-b" if leader == "mon-a" else "mon-a"
+        # Jobs of staggered lengths, so statuses move while the leader is stopped and after.
+        jobs = [job_manager.create_job(name=f"fence {i}", user=user, job_type="LOCAL",
+                                       command=["sleep", str(0.5 + (i % 6) * 0.5)]) for i in range(24)]
+        for job in jobs:
+            job.execute()
+        ids = [job.pk for job in jobs]
+        wait_for(lambda: Job.objects.filter(pk__in=ids, _status=Status.RUNNING.value).count() >= 4, 60,
+                 interval=0.05, what="jobs to run")
+        marker.touch()  # the leader's next poll stops its process, the answer in hand
+        wait_for(lambda: _stopped(processes[leader].pid), 10, interval=0.01, what=f"{leader} to stop mid-cycle")
+        stopped_at = time.time()
+        assert not marker.exists() and lease.holder_of(LEASE) in (leader, None)
+        wait_for(lambda: lease.holder_of(LEASE) == standby, 10, interval=0.02, what=f"{standby} to take over")
+        # The standby polls and writes a cycle or more while the old leader is still stopped.
+        wait_for(lambda: [at for at in _writes(logs / f"{standby}.log") if at > stopped_at][2:], 10,
+                 interval=0.05, what=f"{standby} to write three polls' answers")
+        assert _stopped(processes[leader].pid)
+        resumed_at = time.time()
+        os.kill(processes[leader].pid, signal.SIGCONT)
+        wait_for(lambda: "stood down" in (logs / f"{leader}.log").read_text(), 10, interval=0.05,
+                 what=f"{leader} to stand down")
+        wait_for(lambda: all(Status(code).is_terminal for code in Job.objects.filter(pk__in=ids).values_list(
+            "_status", flat=True)), 60, interval=0.1, what="every job to end")
+        time.sleep(3 * interval)  # a few more cycles, in which the old leader must stay a standby
+        for name in ("mon-a", "mon-b"):
+            _end(processes[name])  # so their logs are complete
+    finally:
+        if leader and processes[leader].poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(processes[leader].pid, signal.SIGCONT)  # a stopped process cannot end
+        for process in processes.values():
+            _end(process)
+        _kill_local_jobs()
+
+    ended = Job.objects.filter(pk__in=ids)
+    assert {j.status_code for j in ended} == {Status.COMPLETE}, [(j.pk, j.status_message) for j in ended]
+    assert all(j.attempt == 1 for j in ended)
+    said = (logs / f"{leader}.log").read_text()
+    stood = [line for line in said.splitlines() if "stood down" in line]
+    assert len(stood) == 1 and f"{leader}: stood down: its lease ran out before writing what local answered " \
+        "and another monitor took it; abandoning the rest of cycle" in stood[0], stood or said[-3000:]
+    # The old leader's last poll was the one it stopped in; it wrote none of it, and nothing after.
+    polls = {name: _polls(logs / f"{name}.log") for name in (leader, standby)}
+    writes = {name: _writes(logs / f"{name}.log") for name in (leader, standby)}
+    last_poll = max(at for at, _, _ in polls[leader])
+    assert last_poll < stopped_at and all(at < last_poll for at in writes[leader]), (
+        f"{leader} polled at {last_poll:.3f}, stopped at {stopped_at:.3f}, wrote at {writes[leader][-3:]}")
+    # The standby polled only after the takeover, and each job is asked about (and written) by one
+    # monitor at a time: polls of one job by the two monitors are at least the old leader's lease apart.
+    stale = set(next(ids_ for at, _, ids_ in polls[leader] if at == last_poll))
+    assert stale & set(ids), "the poll the old leader stopped in named none of the jobs"
+    later = [(at, job_ids) for at, _, job_ids in polls[standby] if at > stopped_at]
+    # (those that ended meanwhile, moved by the worker, were no longer polled)
+    assert later and stale & {pk for _, job_ids in later for pk in job_ids}, "the standby never polled them"
+    assert [at for at, _, _ in polls[standby] if last_poll - interval < at < stopped_at] == []
+    after_resume = [at for at in writes[standby] if at > resumed_at]
+    assert after_resume, f"{standby} wrote nothing after {leader} resumed: it should lead on"
+    # Each move was made once: no job has two events of the same move.
+    events = list(JobEvent.objects.filter(job_id__in=ids).values_list("job_id", "from_status", "to_status"))
+    assert len(events) == len(set(events)), sorted(events)
+    print(f"\nfencing: {leader} stopped {resumed_at - stopped_at:.2f} s with an answer about {len(stale)} "
+          f"job(s) in hand; {standby} polled {len(later)} times meanwhile and after; {leader} stood down")
 
 
 def test_the_standalone_site_logs_at_the_level_its_environment_asks_for(tmp_path: Path) -> None:

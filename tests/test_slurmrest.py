@@ -2,21 +2,23 @@
 cluster's slurmrestd (scripts/engines/slurm.sh starts it on 127.0.0.1:6820).
 
 The integration tests carry the `slurm` marker and fail, never skip, without slurmrestd. They run with
-SLURM_CONF pointing nowhere, so a Slurm command the REST path ran by mistake would fail them.
+SLURM_CONF pointing nowhere, so a Slurm command the REST path ran by mistake would fail them. What both
+paths do is tested once per path (the `slurm_path` fixture) in test_slurm.py.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 
-from jobtower.backends import get_backend
 from jobtower.backends.slurm import SlurmBackend, read_accounting_record
 from jobtower.backends.slurmrest import (
     REST_UNSUPPORTED,
@@ -25,19 +27,17 @@ from jobtower.backends.slurmrest import (
     SlurmRestError,
     command_script,
     rest_job_fields,
+    rest_url_problem,
     script_options,
     token_claims,
 )
 from jobtower.errors import EngineUnavailable, SubmitError
 from jobtower.models import Job, SlurmCluster, SlurmJob
 from jobtower.models.slurm import SBATCH_OPTIONS
-from jobtower.monitor import Monitor
 from jobtower.statuses import Status
-from tests.conftest import drive, ended, fresh, slurm_token, wait_for
+from tests.conftest import SlurmPath, ended, fresh
 
-BACKEND = "jobtower.backends.slurm:SlurmBackend"
 TIMEOUT = 60.0
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "engines" / "slurm.sh"
 
 
 def jwt(claims: dict[str, Any]) -> str:
@@ -185,6 +185,102 @@ def test_a_redirect_is_not_followed_so_the_token_goes_nowhere_else(db: Any) -> N
             server.server_close()
 
 
+@pytest.mark.parametrize("url", [
+    "https://hpc.example.org:6820", "https://10.0.0.5", "http://127.0.0.1:6820", "http://127.9.8.7:6820/",
+    "http://[::1]:6820", "http://localhost:6820", "http://LocalHost.:6820", "http://api.localhost",
+    "http://[::ffff:127.0.0.1]:6820", "",
+])
+def test_a_rest_url_may_carry_the_token_over_tls_or_on_loopback(url: str) -> None:
+    assert rest_url_problem("hpc", url) == ""
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("http://hpc.example.org:6820", "plain http:// to hpc.example.org, which is not this machine's loopback"),
+    ("http://10.0.0.5:6820", "plain http:// to 10.0.0.5"),
+    ("http://0.0.0.0:6820", "plain http:// to 0.0.0.0"),
+    ("http://[::ffff:10.0.0.5]:6820", "plain http:// to ::ffff:10.0.0.5"),
+    ("http://localhost.example.org", "plain http:// to localhost.example.org"),
+    ("HTTP://128.0.0.1", "plain http:// to 128.0.0.1"),
+    ("hpc.example.org:6820", "is not an http.s. URL with a host"),
+    ("ftp://hpc.example.org", "is not an http.s. URL with a host"),
+    ("https://", "is not an http.s. URL with a host"),
+])
+def test_a_rest_url_that_would_send_the_token_in_clear_is_refused_naming_the_fix(url: str, words: str) -> None:
+    problem = rest_url_problem("hpc", url)
+    assert re.search(words, problem), problem
+    assert problem.startswith(f"Slurm cluster 'hpc': rest_url {url!r}")
+    if "plain http" in words:
+        assert "in clear: use https://" in problem and "loopback address (127.0.0.1, ::1, localhost)" in problem
+
+
+CLEAR = "http://hpc.example.org:6820"
+
+
+def test_a_cluster_record_with_a_clear_rest_url_is_refused_by_clean_and_save(db: Any) -> None:
+    token = jwt({"sun": "alice", "exp": 4_102_444_800})
+    cluster = SlurmCluster(name="hpc", rest_url=CLEAR, token=token)
+    with pytest.raises(ValidationError) as caught:
+        cluster.full_clean()
+    (message,) = caught.value.message_dict["rest_url"]
+    assert f"Slurm cluster 'hpc': rest_url '{CLEAR}'" in message and "use https://" in message
+    assert token not in message
+    with pytest.raises(ValueError, match=f"Slurm cluster 'hpc': rest_url '{CLEAR}' is plain http://.*use https://"):
+        SlurmCluster.objects.create(name="hpc", rest_url=CLEAR, token=token)
+    assert not SlurmCluster.objects.exists()
+    SlurmCluster(name="tunnel", rest_url="http://127.0.0.1:6820", token=token).full_clean()
+    SlurmCluster.objects.create(name="tunnel", rest_url="http://127.0.0.1:6820", token=token)
+    SlurmCluster.objects.create(name="tls", rest_url="https://hpc.example.org:6820", token=token)
+    assert SlurmCluster.objects.count() == 2
+
+
+def test_the_cluster_admin_refuses_a_clear_rest_url_on_its_field(admin_client: Any) -> None:
+    cluster = SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token="eyJ.secret")
+    form = {"name": "hpc", "slurm_conf": "", "rest_url": CLEAR, "description": "", "new_token": ""}
+    page = admin_client.post(f"/admin/jobtower/slurmcluster/{cluster.pk}/change/", form)
+    assert page.status_code == 200  # the form again, with the error: nothing saved
+    errors = page.context["adminform"].form.errors
+    assert "rest_url" in errors and "use https://" in errors["rest_url"][0], errors
+    assert SlurmCluster.objects.get(pk=cluster.pk).rest_url == "https://hpc.example.org:6820"
+
+
+def test_the_system_check_names_clusters_whose_rest_url_is_in_clear(db: Any) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from jobtower.checks import check_slurm_clusters
+
+    SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820")
+    SlurmCluster.objects.create(name="tunnel", rest_url="http://localhost:6820")
+    assert check_slurm_clusters(databases=["default"]) == []
+    SlurmCluster.objects.filter(name="hpc").update(rest_url=CLEAR)  # around save(), as old records may be
+    assert check_slurm_clusters() == []  # a database check: only when Django is given a database
+    (error,) = check_slurm_clusters(databases=["default"])
+    assert error.id == "jobtower.E002" and f"Slurm cluster 'hpc': rest_url '{CLEAR}'" in error.msg
+    assert "admin (Slurm clusters > hpc)" in str(error.hint)
+    with pytest.raises(SystemCheckError, match="jobtower.E002"):
+        call_command("check", databases=["default"])
+
+
+def test_the_backend_refuses_a_clear_rest_url_before_it_sends_the_token(
+    job_manager: Any, user: Any, db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = jwt({"sun": "alice", "exp": 4_102_444_800})
+    SlurmCluster.objects.create(name="hpc", rest_url="https://hpc.example.org:6820", token=token)
+    SlurmCluster.objects.filter(name="hpc").update(rest_url=CLEAR)  # around save()
+    cluster = SlurmCluster.objects.get(name="hpc")
+    with pytest.raises(SlurmRestError, match="rest_url .* is plain http://.*use https://"):
+        SlurmRestClient(cluster)
+    job = job_manager.create_job(name="r", user=user, job_type="SLURM", command=["true"], scheduler="hpc")
+    with pytest.raises(EngineUnavailable, match=r"SLURM job \d+ cannot run: Slurm cluster 'hpc': rest_url"):
+        job.execute()
+    assert fresh(job).status_code is Status.PENDING
+    # a job submitted before the URL changed is not asked about through it: it goes stale, saying why
+    Job.objects.filter(pk=job.pk).update(engine_data={"slurm_job_id": 7, "attempt": job.attempt, "scheduler": "hpc"})
+    answer = SlurmBackend().poll([fresh(job)])
+    assert answer.observations == {} and "is plain http:// to hpc.example.org" in answer.unreachable[job.pk]
+    assert token not in answer.unreachable[job.pk] + caplog.text
+
+
 def test_slurmdbd_records_read_as_sacct_lines_do() -> None:
     def record(state: str, exit_code: dict[str, Any], array: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"job_id": 41, "name": "n", "state": {"current": state}, "exit_code": exit_code,
@@ -202,84 +298,26 @@ def test_slurmdbd_records_read_as_sacct_lines_do() -> None:
         (40, [3, 4, 5])
 
 
-# -- on the loopback cluster's slurmrestd ----------------------------------------------------------
+# -- on the loopback cluster's slurmrestd -------------------------------------------------------------
+#
+# What both paths do (commands, scripts, arrays, stop, pause, the two calls per cycle, a daemon going down)
+# is tested once per path in test_slurm.py; here is what only the REST path has.
 
 
 @pytest.fixture
-def rest(slurm_rest: dict[str, str], transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmBackend]:
-    token = slurm_token()
-    cluster = SlurmCluster.objects.create(name="rest", rest_url=slurm_rest["SLURMRESTD_URL"], token=token)
-    backend = get_backend(BACKEND)
-    assert isinstance(backend, SlurmBackend)
-    # No Slurm command can work from here on: whatever reaches Slurm goes through slurmrestd.
-    monkeypatch.setenv("SLURM_CONF", "/nonexistent/slurm.conf")
-    yield backend
-    client = SlurmRestClient(cluster)
-    for job in Job.objects.filter(job_type="SLURM"):
-        slurm_id = (job.engine_data or {}).get("slurm_job_id")
-        if slurm_id and queue_states(client, slurm_id):
-            client.cancel(slurm_id)
-
-
-def queue_states(client: SlurmRestClient, slurm_id: int) -> list[str]:
-    """The states of a Slurm job's tasks the controller still runs or will run (asked through slurmrestd)."""
-    from jobtower.backends.slurm import ACTIVE_STATES
-
-    return [r["job_state"] for r in client.job(slurm_id) if r["job_state"] in ACTIVE_STATES]
-
-
-def client() -> SlurmRestClient:
-    return SlurmRestClient(SlurmCluster.objects.get(name="rest"))
-
-
-def run(job_manager: Any, user: Any, **settings: Any) -> SlurmJob:
-    job: SlurmJob = job_manager.create_job(name="rest {id}", user=user, job_type="SLURM", scheduler="rest",
-                                           **settings)
-    job.execute()
-    return job
-
-
-@pytest.mark.slurm
-def test_a_command_runs_through_slurmrestd_in_its_folder_with_only_its_own_environment(
-    rest: SlurmBackend, job_manager: Any, user: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("JOBTOWER_TEST_SERVER_SECRET", "do-not-leak")
-    job = run(job_manager, user, command=["/bin/sh", "-c", 'echo "hello $GREETING"; env; pwd; echo oops >&2'],
-              environment={"GREETING": "world"}, sbatch={"mem": "32M", "cpus-per-task": 1})
-    assert fresh(job).status_code is Status.SUBMITTED and fresh(job).slurm_job_id > 0
-    done = ended(job, TIMEOUT)
-    assert done.status_code is Status.COMPLETE, done.status_message
-    logs = done.get_logs()
-    assert logs["stdout"].startswith("hello world\n"), logs
-    assert "do-not-leak" not in logs["stdout"] and f"JOBTOWER_JOB_ID={job.pk}" in logs["stdout"]
-    assert str(done.folder) in logs["stdout"].splitlines()
-    assert logs["stderr"] == "oops\n"
-    assert rest.log_files(done)["stdout"] == done.folder / "attempts" / "1" / "stdout.txt"
-    record = client().job(done.slurm_job_id)[0]
-    assert record["memory_per_node"] == 32 and record["comment"] == f"jobtower:{job.pk}:1"
-
-
-@pytest.mark.slurm
-def test_a_batch_script_with_sbatch_lines_runs_from_the_input_files_with_its_options(
-    rest: SlurmBackend, job_manager: Any, user: Any, tmp_path: Path
-) -> None:
-    script = tmp_path / "model.sbatch"
-    script.write_text("#!/bin/sh\n#SBATCH --mem=16M\n#SBATCH --nice=5\necho \"from the script in $(pwd)\"\n")
-    job = run(job_manager, user, script="model.sbatch", remote_input_files=[str(script)], sbatch={"nice": 7})
-    record = client().job(job.slurm_job_id)[0]
-    assert record["memory_per_node"] == 16 and record["nice"] == 7  # the job's own options win
-    done = ended(job, TIMEOUT)
-    assert done.status_code is Status.COMPLETE, done.status_message
-    assert done.get_logs()["stdout"] == f"from the script in {done.folder}\n"
+def rest(slurm_rest: dict[str, str], transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmPath]:
+    path = SlurmPath("rest", monkeypatch, slurm_rest)
+    yield path
+    path.cancel_leftovers()
 
 
 @pytest.mark.slurm
 def test_a_function_job_runs_through_slurmrestd_and_returns_its_result(
-    rest: SlurmBackend, job_manager: Any, user: Any, tmp_path: Path
+    rest: SlurmPath, job_manager: Any, user: Any, tmp_path: Path
 ) -> None:
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "input.txt").write_text("hello\n")
-    job = run(job_manager, user, function="tests.engine_functions:shout", args=["input.txt"], kwargs={"who": "me"},
+    job = rest.run(job_manager, user, function="tests.engine_functions:shout", args=["input.txt"], kwargs={"who": "me"},
               remote_input_files=[str(tmp_path / "input.txt")],
               environment={"WHO": "everyone", "PYTHONPATH": f"{root / 'src'}:{root}"})
     done = ended(job, TIMEOUT)
@@ -289,81 +327,8 @@ def test_a_function_job_runs_through_slurmrestd_and_returns_its_result(
 
 
 @pytest.mark.slurm
-def test_a_failing_command_ends_in_error_with_its_exit_code(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
-    done = ended(run(job_manager, user, command=["/bin/sh", "-c", "exit 3"]), TIMEOUT)
-    assert done.status_code is Status.ERROR and done.status_message == "exit code 3"
-
-
-@pytest.mark.slurm
-def test_an_array_rolls_up_and_its_tasks_are_found_in_accounting(
-    rest: SlurmBackend, job_manager: Any, user: Any
-) -> None:
-    job = run(job_manager, user, array="0-3",
-              command=["/bin/sh", "-c", 'echo "task $SLURM_ARRAY_TASK_ID"; [ "$SLURM_ARRAY_TASK_ID" != 2 ] || exit 3'])
-    done = ended(job, TIMEOUT)
-    assert done.status_code is Status.VARIOUS_COMPLETE, done.status_message
-    assert "task 2: exit code 3" in done.status_message and "3 Complete" in done.status_message
-    assert done.get_logs()["stdout"] == {str(t): f"task {t}\n" for t in range(4)}
-    # as if the tasks had left the queue: slurmdbd alone must know each of them
-    cluster = SlurmCluster.objects.get(name="rest")
-    found: dict[int, dict[int | None, tuple[Status, str]]] = {}
-
-    def accounted() -> bool:
-        found.clear()
-        rest._accounting(cluster, [done], found)
-        return len(found.get(done.slurm_job_id, {})) == 4
-
-    wait_for(accounted, TIMEOUT, interval=0.5, what="slurmdbd to know the four tasks")
-    tasks = found[done.slurm_job_id]
-    assert tasks[0] == tasks[1] == tasks[3] == (Status.COMPLETE, "")
-    assert tasks[2] == (Status.ERROR, "FAILED")  # slurmdbd's REST API of Slurm 22.05 loses the exit code
-
-
-@pytest.mark.slurm
-def test_stop_cancels_the_job_through_slurmrestd(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
-    job = drive(run(job_manager, user, command=["sleep", "300"]), lambda j: j.status_code is Status.RUNNING,
-                TIMEOUT, "the job to run", interval=0.3)
-    job.stop()
-    assert fresh(job).status_code is Status.ABORTED
-    wait_for(lambda: not queue_states(client(), fresh(job).slurm_job_id), TIMEOUT, interval=0.2,
-             what="the DELETE to end the job")
-
-
-@pytest.mark.slurm
-def test_pause_holds_a_waiting_job_and_resume_releases_it(rest: SlurmBackend, job_manager: Any, user: Any) -> None:
-    job = run(job_manager, user, command=["true"], sbatch={"begin": "now+3600"})
-    job.pause()
-    assert fresh(job).status_code is Status.PAUSED
-    assert client().job(job.slurm_job_id)[0]["priority"] == 0
-    assert drive(job, lambda j: True, TIMEOUT, "one cycle").status_code is Status.PAUSED
-    fresh(job).resume()
-    assert fresh(job).status_code is Status.SUBMITTED
-    assert client().job(job.slurm_job_id)[0]["priority"] > 0
-    assert drive(job, lambda j: True, TIMEOUT, "one cycle").status_code is Status.SUBMITTED
-    fresh(job).stop()
-
-
-@pytest.mark.slurm
-def test_one_monitor_cycle_asks_slurmrestd_at_most_twice_for_many_jobs(
-    rest: SlurmBackend, job_manager: Any, user: Any
-) -> None:
-    jobs = [run(job_manager, user, command=["/bin/sh", "-c", f"exit {i % 2}"]) for i in range(4)]
-    jobs.append(run(job_manager, user, command=["true"], array="0-2"))
-    monitor = Monitor(results_threads=0)
-
-    def all_ended() -> bool:
-        before = rest.queries
-        monitor.cycle()
-        assert rest.queries - before <= 2
-        return all(fresh(j).status_code.is_terminal for j in jobs)
-
-    wait_for(all_ended, TIMEOUT, interval=0.3, what="five Slurm jobs to end")
-    assert [fresh(j).status_code for j in jobs] == [Status.COMPLETE, Status.ERROR] * 2 + [Status.COMPLETE]
-
-
-@pytest.mark.slurm
 def test_a_token_the_controller_refuses_ends_the_submission_with_how_to_fix_it(
-    rest: SlurmBackend, job_manager: Any, user: Any
+    rest: SlurmPath, job_manager: Any, user: Any
 ) -> None:
     real = SlurmCluster.objects.get(name="rest").token
     head, claims, _ = real.split(".")
@@ -379,28 +344,3 @@ def test_a_token_the_controller_refuses_ends_the_submission_with_how_to_fix_it(
     kept = fresh(job)  # the record survives, in Error with the reason
     assert kept.status_code is Status.ERROR and "refused the token" in kept.status_message
     assert forged not in kept.status_message
-
-
-@pytest.mark.slurm
-def test_slurmrestd_down_leaves_a_running_job_stale_then_it_is_answered_for_again(
-    rest: SlurmBackend, job_manager: Any, user: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    job = drive(run(job_manager, user, command=["sleep", "300"]), lambda j: j.status_code is Status.RUNNING,
-                TIMEOUT, "the job to run", interval=0.3)
-    token = SlurmCluster.objects.get(name="rest").token
-    pid = int(Path("/run/slurmrestd.pid").read_text())
-    subprocess.run(["kill", "-TERM", str(pid)], check=True)
-    try:
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), TIMEOUT, interval=0.1, what="slurmrestd to stop")
-        stale = drive(job, lambda j: j.stale_since is not None, TIMEOUT, "the job to be stale")
-        assert stale.status_code is Status.RUNNING
-        said = caplog.text
-        assert "slurmrestd of Slurm cluster 'rest'" in said and "did not answer" in said, said
-        assert token not in said
-    finally:
-        monkeypatch.delenv("SLURM_CONF")  # the script itself needs the Slurm commands
-        subprocess.run([str(SCRIPT), "up"], check=True, capture_output=True, timeout=120)
-    back = drive(job, lambda j: j.stale_since is None, TIMEOUT, "the job to be answered for")
-    assert back.status_code is Status.RUNNING
-    back.stop()
-    wait_for(lambda: not queue_states(client(), job.slurm_job_id), TIMEOUT, interval=0.2, what="the job to end")

@@ -39,9 +39,10 @@ from urllib.parse import quote
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/, for core_workload's database helpers
 
-import core_workload as cw  # noqa: E402 - found through the sys.path entry above
+import benchlib  # noqa: E402 - found through the sys.path entry above
+import core_workload as cw  # noqa: E402
 
-APP_PACKAGE = "bench_app"
+APP_PACKAGE = cw.APP_PACKAGE
 USERNAME = "bench"
 # The columns of jobtower's standalone table (jobtower.web.views.home), in Tethys's spelling.
 COLUMN_FIELDS = ("id", "name", ("App", "label"), ("Type", "type"), "creation_time", "run_time")
@@ -49,21 +50,17 @@ COLUMN_FIELDS = ("id", "name", ("App", "label"), ("Type", "type"), "creation_tim
 urlpatterns: list = []
 
 
-def log(msg: str) -> None:
-    print(f"[tethys_web {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.logger("tethys_web")
 
 
 def configure(db: dict, workspace: str) -> types.SimpleNamespace:
-    import django
     from django.conf import settings
 
     base = cw.common_settings(db)
     settings.configure(
         **base,
         INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "django.contrib.sessions",
+            *cw.DJANGO_APPS,
             "django.contrib.messages",
             "django.contrib.staticfiles",
             "guardian",
@@ -96,34 +93,15 @@ def configure(db: dict, workspace: str) -> types.SimpleNamespace:
         }],
         ROOT_URLCONF=__name__,
         STATIC_URL="/static/",
-        AUTHENTICATION_BACKENDS=[
-            "django.contrib.auth.backends.ModelBackend",
-            "guardian.backends.ObjectPermissionBackend",
-        ],
-        ANONYMOUS_USER_NAME="AnonymousUser",
-        TETHYS_WORKSPACES_ROOT=workspace,
-        USE_OLD_WORKSPACES_API=False,
-        RESOURCE_QUOTA_HANDLERS=(),
-        SUPPRESS_QUOTA_WARNINGS=("user_workspace_quota", "app_workspace_quota"),
+        **cw.tethys_settings(workspace),
         TEMPLATE_DEBUG=False,
     )
-    saved_argv, sys.argv = sys.argv, sys.argv[:1]  # see core_workload.configure_tethys
-    try:
-        django.setup()
-    finally:
-        sys.argv = saved_argv
-
+    cw.setup_tethys_django()
     from django.shortcuts import render
     from django.urls import include, path
-    from tethys_apps.base import TethysAppBase
     from tethys_sdk.gizmos import JobsTable
 
-    class App(TethysAppBase):
-        package = APP_PACKAGE
-        name = "Bench"
-        root_url = "bench-app"
-
-    job_manager = App.get_job_manager()
+    job_manager = cw.tethys_app().get_job_manager()
 
     def jobs_page(request):
         """An app controller showing the user's Jobs Table, as Tethys's docs write it."""
@@ -162,35 +140,23 @@ def install_page_template() -> None:
 
 def fill(user, count: int, active: int, workspace: str) -> list[int]:
     """Insert `count` BasicJobs for `user` (bulk, outside all timings); the newest `active` are Running."""
-    from django.db import connection, transaction
     from django.utils import timezone
-    from tethys_compute.models import BasicJob, TethysJob
+    from tethys_compute.models import TethysJob
 
-    child = BasicJob._meta
-    insert_child = (
-        f"INSERT INTO {connection.ops.quote_name(child.db_table)} "
-        f"({connection.ops.quote_name(child.pk.column)}) VALUES (%s)"
-    )
     now = timezone.now()
     started = now - dt.timedelta(minutes=5)
-    done = 0
-    while done < count:
-        n = min(cw.FILL_BATCH, count - done)
-        rows = []
-        for k in range(done, done + n):
-            run = k >= count - active
-            rows.append(TethysJob(
-                name=f"job_{k}", description="bench job", user=user, label=APP_PACKAGE, workspace=workspace,
-                _status="RUN" if run else "COM",
-                execute_time=started if run else now - dt.timedelta(days=1),
-                start_time=started if run else now - dt.timedelta(days=1),
-                completion_time=None if run else now - dt.timedelta(hours=23),
-            ))
-        with transaction.atomic():
-            parents = TethysJob.objects.bulk_create(rows)
-            with connection.cursor() as cur:
-                cur.executemany(insert_child, [(p.pk,) for p in parents])
-        done += n
+
+    def make(k: int, owner: object) -> TethysJob:
+        run = k >= count - active
+        return TethysJob(
+            name=f"job_{k}", description="bench job", user=owner, label=APP_PACKAGE, workspace=workspace,
+            _status="RUN" if run else "COM",
+            execute_time=started if run else now - dt.timedelta(days=1),
+            start_time=started if run else now - dt.timedelta(days=1),
+            completion_time=None if run else now - dt.timedelta(hours=23),
+        )
+
+    cw.fill_in_batches(count, [user], make, cw.insert_basic_jobs)
     return list(
         TethysJob.objects.filter(user=user, _status="RUN").order_by("-id").values_list("id", flat=True)[:active]
     )
@@ -291,7 +257,7 @@ async def measure(args, env) -> dict:
         raise SystemExit(f"the page shows {rows} rows, expected {args.jobs} (a gizmo error renders nothing)")
     out["page"] = {
         "reps": len(times), "rows": rows, "bytes": sizes[-1],
-        "median_ms": cw.ms(statistics.median(times)), "p95_ms": cw.ms(cw.percentile(times, 95)),
+        "median_ms": cw.ms(statistics.median(times)), "p95_ms": cw.ms(benchlib.percentile(times, 95)),
         "min_ms": cw.ms(min(times)), "cpu_median_ms": cw.ms(statistics.median(cpu)),
     }
 
@@ -324,9 +290,9 @@ async def measure(args, env) -> dict:
             row_times += per_row
     out["refresh"] = {
         "rows": len(active_ids), "reps": len(refresh_times),
-        "median_ms": cw.ms(statistics.median(refresh_times)), "p95_ms": cw.ms(cw.percentile(refresh_times, 95)),
+        "median_ms": cw.ms(statistics.median(refresh_times)), "p95_ms": cw.ms(benchlib.percentile(refresh_times, 95)),
         "cpu_median_ms": cw.ms(statistics.median(refresh_cpu)),
-        "row_median_ms": cw.ms(statistics.median(row_times)), "row_p95_ms": cw.ms(cw.percentile(row_times, 95)),
+        "row_median_ms": cw.ms(statistics.median(row_times)), "row_p95_ms": cw.ms(benchlib.percentile(row_times, 95)),
         "row_bytes": html_bytes, "statuses": sorted(s for s in statuses if s),
         "request": {"url": url.format("<id>"), "body_bytes": len(body)},
     }
@@ -367,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             "impl": "tethys", "db": cw.db_kind(db),
             "versions": {
                 "django": django.__version__, "impl": env.version, "python": sys.version.split()[0],
-                "db_server": connection.Database.sqlite_version if cw.db_kind(db) == "sqlite"
-                else ".".join(str(x) for x in divmod(connection.pg_version, 10000)),
+                "db_server": benchlib.db_server_version(connection),
             },
             "client": "django.test.AsyncClient (in-process, ASGI handler, full middleware)",
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

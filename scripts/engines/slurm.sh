@@ -4,7 +4,9 @@
 #   scripts/engines/slurm.sh [up]     install once (munge, slurm-wlm, slurmdbd, slurmrestd from Debian, about
 #                                     70 s), then start munged, slurmdbd, slurmctld, slurmd and slurmrestd
 #   scripts/engines/slurm.sh down     stop the daemons this script starts (never MariaDB)
-#   scripts/engines/slurm.sh status   say whether the cluster answers (exit 1 when it does not)
+#   scripts/engines/slurm.sh status   say whether the cluster answers, and slurmrestd (when `up` set it up: its
+#                                     facts file exists) is running and answers an authenticated ping at the
+#                                     URL of its facts (exit 1 when either does not)
 #   scripts/engines/slurm.sh token [USER [SECONDS]]
 #                                     print a JWT for slurmrestd (scontrol token; default: this user, 1 h)
 #
@@ -180,15 +182,16 @@ make_jwt_key() { # the HS256 key slurmctld and slurmdbd check JWTs with: made on
   chown slurm:slurm "$JWT_KEY"; chmod 600 "$JWT_KEY"
 }
 
-# slurmrestd answers a request with a JWT (its ping goes on to slurmctld)
+# rest_answers URL: slurmrestd at URL answers an authenticated ping (a JWT of this user from `token`; the
+# ping goes on to slurmctld, so a slurmrestd that lost its controller or its JWT key does not answer)
 rest_answers() {
-  local token; token=$(scontrol token username=root lifespan=60 2>/dev/null | sed -n 's/^SLURM_JWT=//p')
-  [ -n "$token" ] || return 1
-  python3 - "$SLURMRESTD_PORT" "$SLURMRESTD_API" "$token" <<'PY'
+  local jwt; jwt=$(token "$(id -un)" 60 2>/dev/null) || return 1
+  [ -n "$jwt" ] || return 1
+  python3 - "$1" "$SLURMRESTD_API" "$(id -un)" "$jwt" <<'PY'
 import json, sys, urllib.request
-port, api, token = sys.argv[1:]
-request = urllib.request.Request(f"http://127.0.0.1:{port}/slurm/{api}/ping",
-                                 headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": token})
+url, api, user, token = sys.argv[1:]
+request = urllib.request.Request(f"{url.rstrip('/')}/slurm/{api}/ping",
+                                 headers={"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token})
 with urllib.request.urlopen(request, timeout=5) as reply:
     sys.exit(1 if json.load(reply).get("errors") else 0)
 PY
@@ -213,7 +216,7 @@ start_slurmrestd() {
       >>/var/log/slurm/slurmrestd.log 2>&1 </dev/null &
     echo $! > /run/slurmrestd.pid
   fi
-  if ! wait_for 30 rest_answers; then
+  if ! wait_for 30 rest_answers "http://127.0.0.1:$SLURMRESTD_PORT"; then
     tail -20 /var/log/slurm/slurmrestd.log >&2 || true
     die "slurmrestd does not answer on 127.0.0.1:$SLURMRESTD_PORT (see /var/log/slurm/slurmrestd.log)"
   fi
@@ -268,10 +271,37 @@ token() { # token [USER [SECONDS]]: print a JWT for slurmrestd
   scontrol token username="$user" lifespan="$lifespan" | sed -n 's/^SLURM_JWT=//p'
 }
 
+status() { # the controller answers; slurmrestd too when `up` set it up (its facts exist): exit 1 if not
+  if ! ready; then echo "Slurm cluster $CLUSTER does not answer (sinfo): run $0 up as root" >&2; return 1; fi
+  echo "Slurm cluster $CLUSTER answers"
+  if [ ! -f "$FACTS" ]; then
+    echo "slurmrestd: not set up here (no $FACTS; $0 up starts it)"
+    return 0
+  fi
+  local url api pid
+  url=$(sed -n 's/^SLURMRESTD_URL=//p' "$FACTS")
+  api=$(sed -n 's/^SLURMRESTD_API=//p' "$FACTS")
+  [ -n "$url" ] || { echo "slurmrestd: $FACTS names no SLURMRESTD_URL: run $0 up as root" >&2; return 1; }
+  SLURMRESTD_API=${api:-$SLURMRESTD_API}
+  # alive, and slurmrestd itself: a pid file left by a slurmrestd that died may name another process now
+  if ! alive /run/slurmrestd.pid || [ "$(cat "/proc/$(cat /run/slurmrestd.pid)/comm" 2>/dev/null)" != slurmrestd ]; then
+    echo "slurmrestd is not running (expected: $FACTS names $url; /run/slurmrestd.pid names no live" \
+         "slurmrestd): run $0 up as root" >&2
+    return 1
+  fi
+  pid=$(cat /run/slurmrestd.pid)
+  if ! rest_answers "$url" >/dev/null 2>&1; then
+    echo "slurmrestd (pid $pid) runs but does not answer an authenticated ping at $url/slurm/$SLURMRESTD_API/ping" \
+         "(see /var/log/slurm/slurmrestd.log): stop it (kill $pid), then $0 up as root starts it again" >&2
+    return 1
+  fi
+  echo "slurmrestd answers at $url (pid $pid, openapi/$SLURMRESTD_API, JWT authentication)"
+}
+
 case "${1:-up}" in
   up) up ;;
   down) down ;;
-  status) ready && echo "Slurm cluster $CLUSTER answers" || { echo "Slurm does not answer" >&2; exit 1; } ;;
+  status) status ;;
   token) shift; token "$@" ;;
   *) echo "usage: $0 [up|down|status|token [USER [SECONDS]]]" >&2; exit 2 ;;
 esac

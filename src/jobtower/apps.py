@@ -15,9 +15,10 @@ class JobtowerConfig(AppConfig):
         from django.db.models.signals import post_delete, pre_delete
 
         from jobtower import manager
-        from jobtower.checks import check_settings
+        from jobtower.checks import check_settings, check_slurm_clusters
 
         checks.register(check_settings, checks.Tags.compatibility)
+        checks.register(check_slurm_clusters, checks.Tags.database)
 
         # Every way of deleting jobs (a user's cascade included) stops them and removes their folders.
         pre_delete.connect(manager.stop_before_delete, dispatch_uid="jobtower.stop_before_delete")

@@ -41,3 +41,7 @@ class NotSupported(JobError):
         self.job_id = job_id
         self.action = action
         self.capability = capability
+
+
+class LeaseLost(Exception):
+    """A process that acts under a lease (the leading monitor) no longer holds it: it must stop acting."""

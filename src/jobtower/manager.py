@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import functools
 import gc
@@ -264,6 +265,54 @@ def valid_callback_token(job_id: int, token: str) -> bool:
     return True
 
 
+# -- fenced writes (the leading monitor) -----------------------------------------------------------
+
+
+class _Fence:
+    """The check that the write transactions of a fenced() block run first; `open` while one runs."""
+
+    __slots__ = ("check", "open")
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self.check = check
+        self.open = False
+
+
+_fence: contextvars.ContextVar[_Fence | None] = contextvars.ContextVar("jobtower_fence", default=None)
+
+
+@contextlib.contextmanager
+def fenced(check: Callable[[], None]) -> Iterator[None]:
+    """Make every status write of this thread in the block first run `check()` inside its transaction.
+
+    `check` raises (jobtower.errors.LeaseLost) when this process may no longer write, so the write is
+    rolled back and the exception ends the block: the leading monitor's check is that it still holds
+    its lease. One check per outermost write transaction; other threads are not fenced.
+    """
+    token = _fence.set(_Fence(check))
+    try:
+        yield
+    finally:
+        _fence.reset(token)
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    """transaction.atomic() that first runs the fence's check when fenced() is in force."""
+    fence = _fence.get()
+    if fence is None or fence.open:
+        with transaction.atomic():
+            yield
+        return
+    with transaction.atomic():
+        fence.check()
+        fence.open = True
+        try:
+            yield
+        finally:
+            fence.open = False
+
+
 # -- the one writer of status ---------------------------------------------------------------------
 
 
@@ -317,7 +366,7 @@ def transition(
             values["last_status_check"] = check_time
         if extra:
             values.update(extra)
-        with transaction.atomic():
+        with _writing():
             moved = Job.objects.filter(pk=job.pk, _status=current.value).update(**values)
             if moved:
                 if resubmit:
@@ -498,7 +547,7 @@ def _store_nodes(job: Job, observation: Observation) -> None:
     changed_states = {name: s for name, s in states.items() if old_states.get(name) != s.value}
     changed_messages = {name: t for name, t in messages.items() if old_messages.get(name) != t}
     if changed_states or changed_messages:
-        with transaction.atomic():
+        with _writing():
             store_statuses(job.pk, changed_states, changed_messages)
 
 
@@ -538,7 +587,7 @@ def record_facts(job: Job, observation: Observation) -> bool:
         values["engine_data"] = engine_data
     if not values:
         return False
-    with transaction.atomic():  # a refused write must not break a transaction around us
+    with _writing():  # a refused write must not break a transaction around us
         Job.objects.filter(pk=job.pk).update(**values)
     job._set(**values)
     return True
@@ -605,7 +654,7 @@ def _move_many(jobs: list[Job], current: Status, new: Status, message: str, sour
     """Move many jobs from `current` to `new` in one guarded UPDATE; retry the rest one by one."""
     by_id = {job.pk: job for job in jobs}
     now, values = _values_for(None, current, new, message, resubmit=False)
-    with transaction.atomic():
+    with _writing():
         ids = list(
             Job.objects.select_for_update()
             .filter(pk__in=by_id, _status=current.value)
@@ -1146,10 +1195,11 @@ def mark_stale(jobs: Iterable[Job], stale: bool) -> int:
     if not todo:
         return 0
     value = timezone.now() if stale else None
-    changed = (
-        Job.objects.filter(pk__in=[job.pk for job in todo], stale_since__isnull=stale)
-        .update(stale_since=value)
-    )
+    with _writing():  # one statement, but a fenced monitor's write needs its check before it
+        changed = (
+            Job.objects.filter(pk__in=[job.pk for job in todo], stale_since__isnull=stale)
+            .update(stale_since=value)
+        )
     for job in todo:
         job._set(stale_since=value)
     return changed

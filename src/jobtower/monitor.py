@@ -18,12 +18,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from django.db import connections
 
 from jobtower import conf, manager, outbox, statuses
 from jobtower.backends import Backend, Capability, EngineKey, backend_at, engine_key
+from jobtower.errors import LeaseLost
 from jobtower.registry import registered_classes
 from jobtower.worker import Heartbeat, _stop_on_signals
 
@@ -88,6 +90,9 @@ class Monitor:
         self._pool: ThreadPoolExecutor | None = None
         #: time.monotonic() until which this monitor holds the lease (0: it does not lead).
         self._leading_until = 0.0
+        #: Set once lead() first succeeds: from then on every poll and write is fenced by the lease
+        #: (cycles driven without lead(), in tests and one-shot use, are not).
+        self._fenced = False
         self._running: dict[int, Future[None]] = {}
         #: run() sends notifications on a thread of their own; without one, cycle() sends them.
         self.delivery_thread = delivery_thread
@@ -100,12 +105,16 @@ class Monitor:
 
         moved = 0
         self.cycles += 1
-        for key, job_types in engines().items():
-            jobs = list(
-                Job.objects.filter(job_type__in=job_types, _status__in=POLLED_CODES).order_by("id")
-            )
-            if jobs:
-                moved += self._poll(backend_at(key), jobs)
+        try:
+            for key, job_types in engines().items():
+                jobs = list(
+                    Job.objects.filter(job_type__in=job_types, _status__in=POLLED_CODES).order_by("id")
+                )
+                if jobs:
+                    moved += self._poll(backend_at(key), jobs)
+        except LeaseLost as exc:
+            self._stand_down(f"cycle {self.cycles}", exc)
+            return moved
         self.results()
         if self._sender is None:
             self.deliver()
@@ -118,15 +127,24 @@ class Monitor:
         flagged = list(Job.objects.filter(check_requested__isnull=False).order_by("id")[:1000])
         if not flagged:
             return 0
-        Job.objects.filter(pk__in=[job.pk for job in flagged]).update(check_requested=None)
-        by_engine: dict[EngineKey, list[Job]] = defaultdict(list)
-        for job in flagged:
-            key = engine_key(type(job))
-            if key is not None and job.status_code in statuses.POLLED:
-                by_engine[key].append(job)
-        return sum(self._poll(backend_at(key), jobs, "check") for key, jobs in by_engine.items())
+        moved = 0
+        try:
+            self._may_poll("checking flagged jobs")
+            Job.objects.filter(pk__in=[job.pk for job in flagged]).update(check_requested=None)
+            by_engine: dict[EngineKey, list[Job]] = defaultdict(list)
+            for job in flagged:
+                key = engine_key(type(job))
+                if key is not None and job.status_code in statuses.POLLED:
+                    by_engine[key].append(job)
+            for key, jobs in by_engine.items():
+                moved += self._poll(backend_at(key), jobs, "check")
+        except LeaseLost as exc:
+            self._stand_down("a check of flagged jobs", exc)
+        return moved
 
     def _poll(self, backend: Backend, jobs: list[Job], why: str = "cycle") -> int:
+        """Ask `backend` about `jobs` and write what it said; LeaseLost if this monitor may no longer."""
+        self._may_poll(f"polling {backend.name}")
         self.polls += 1
         if log.isEnabledFor(logging.DEBUG):
             # Which monitor asked about which jobs, and when: how an operator (and the failover test)
@@ -134,13 +152,72 @@ class Monitor:
             log.debug("%s: %s %d polled %s for %d job(s): %s", self.name, why, self.cycles, backend.name,
                       len(jobs), id_ranges(job.pk for job in jobs))
         answer = manager.poll(backend, jobs)
-        moved = manager.apply_poll(jobs, answer, source="monitor")
-        if backend.can(Capability.LIMITS):
-            try:
-                backend.enforce([job for job in jobs if job.status_code.is_active])
-            except Exception:
-                log.exception("%s: enforcing limits failed", backend.name)
+        with self._fence_writes(f"writing what {backend.name} answered"):
+            moved = manager.apply_poll(jobs, answer, source="monitor")
+            if backend.can(Capability.LIMITS):
+                try:
+                    backend.enforce([job for job in jobs if job.status_code.is_active])
+                except LeaseLost:
+                    raise
+                except Exception:
+                    log.exception("%s: enforcing limits failed", backend.name)
+        if log.isEnabledFor(logging.DEBUG):
+            # And that it wrote what it saw: a leader that lost its lease meanwhile writes nothing.
+            log.debug("%s: %s %d wrote what %s answered: %d moved", self.name, why, self.cycles, backend.name,
+                      moved)
         return moved
+
+    # -- fencing: never act on a lease this monitor no longer holds ------------------------------
+    #
+    # A leader that hangs (SIGSTOP, a swapped-out host, an engine call that takes minutes) longer than
+    # its lease finds, when it wakes, that a standby may have taken over and polled the same jobs. So it
+    # checks before each poll (by its own monotonic clock: no query) and in each write transaction (by
+    # the lease row, one SELECT that also keeps the lease from changing hands until the commit),
+    # and abandons the rest of its cycle when the lease is not its own any more.
+
+    def _may_poll(self, what: str) -> None:
+        """Raise LeaseLost when this leader's lease may have run out, by its own clock: no query."""
+        if self._fenced and time.monotonic() >= self._leading_until:
+            raise LeaseLost(f"its lease ran out (by its own clock) before {what}")
+
+    def _fence_writes(self, what: str) -> AbstractContextManager[None]:
+        """Return the context in which a poll's answer is written: fenced by the lease when leading."""
+        if not self._fenced:
+            return nullcontext()
+        if time.monotonic() >= self._leading_until:
+            # The poll outlasted the lease (a slow engine, or this process was stopped). Its answer is
+            # still ours to write if no other monitor took the lease meanwhile: then nobody else polled.
+            self._renew(what)
+        return manager.fenced(self._check_lease)
+
+    def _check_lease(self) -> None:
+        """The fence of each write transaction: one small SELECT that locks the lease row."""
+        from jobtower.models import lease
+
+        if time.monotonic() >= self._leading_until:
+            self._renew("a write")  # the write phase itself outlasted the lease
+        elif not lease.still_held(LEASE, self.name):
+            raise LeaseLost("another monitor holds its lease now (the lease row says so)")
+
+    def _renew(self, what: str) -> None:
+        """Extend the lease only if no other monitor took it; LeaseLost if one did."""
+        from jobtower.models import lease
+
+        seconds = self._lease_seconds()
+        started = time.monotonic()
+        if not lease.renew(LEASE, self.name, seconds):
+            self._leading_until = 0.0
+            raise LeaseLost(f"its lease ran out before {what} and another monitor took it")
+        self._leading_until = started + seconds - self.check_interval
+        log.warning("%s: its lease ran out before %s, but no other monitor had taken it: renewed it. "
+                    "A cycle (or one engine's poll) longer than 1.5 x --interval does this; "
+                    "a longer --interval avoids it", self.name, what)
+
+    def _stand_down(self, what: str, reason: LeaseLost) -> None:
+        """Abandon the rest of `what` after the lease was lost; the loop asks for the lease again."""
+        self._leading_until = 0.0
+        log.warning("%s: stood down: %s; abandoning the rest of %s (another monitor may lead now)",
+                    self.name, reason, what)
 
     # -- results steps ----------------------------------------------------------------------------
 
@@ -206,11 +283,12 @@ class Monitor:
         """
         from jobtower.models import lease
 
-        seconds = 1.5 * self.interval + self.check_interval
+        seconds = self._lease_seconds()
         started = time.monotonic()
         if lease.hold(LEASE, self.name, seconds):
             if not self._leading_until:
                 log.info("%s: leading (polling engines) now", self.name)
+            self._fenced = True
             # A little short of the lease's own end: never act on a lease that may have run out.
             self._leading_until = started + seconds - self.check_interval
             return True
@@ -218,6 +296,10 @@ class Monitor:
             log.warning("%s: another monitor took the lease; standing by", self.name)
         self._leading_until = 0.0
         return False
+
+    def _lease_seconds(self) -> float:
+        """How long each take or renewal of the lease lasts: 1.5 cycles plus check_interval."""
+        return 1.5 * self.interval + self.check_interval
 
     # -- the loop ---------------------------------------------------------------------------------
 

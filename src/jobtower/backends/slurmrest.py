@@ -4,7 +4,8 @@ A :class:`~jobtower.models.SlurmCluster` with a `rest_url` and a `token` is reac
 instead of the Slurm commands. It speaks the OpenAPI plugins ``v0.0.38`` and ``dbv0.0.38`` of Slurm 22.05
 (slurmrestd ``-s openapi/v0.0.38,openapi/dbv0.0.38``), and sends each request with the headers
 X-SLURM-USER-NAME (the token's user, its ``sun`` claim) and X-SLURM-USER-TOKEN. The token never appears in
-a message, a log line or a repr().
+a message, a log line or a repr(), and never travels in clear: a `rest_url` of plain ``http://`` is refused
+unless it is on this machine's loopback (:func:`rest_url_problem`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import ipaddress
 import json
 import logging
 import shlex
@@ -85,6 +87,48 @@ class SlurmRestError(RuntimeError):
 
 class SlurmRestUnavailable(SlurmRestError):
     """slurmrestd did not answer (not running, wrong URL, network)."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """Return True for a host name or address on this machine's loopback (localhost, 127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True  # RFC 6761: localhost names resolve to loopback only
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # any other name may resolve anywhere: its traffic may leave the machine
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is 127.0.0.1
+    return bool((mapped or address).is_loopback)
+
+
+def rest_url_problem(cluster: str, url: str) -> str:
+    """Return why a cluster's rest_url may not carry its JWT ("" when it may): http only on loopback.
+
+    The token goes in a header of every request: over plain http to another machine, anyone on the path
+    reads it and can submit jobs as its user until it expires.
+    """
+    if not url:
+        return ""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        host = parts.hostname or ""
+    except ValueError:
+        host = ""
+    if scheme not in ("http", "https") or not host:
+        return (
+            f"Slurm cluster {cluster!r}: rest_url {url!r} is not an http(s) URL with a host; give slurmrestd's "
+            "URL, such as https://slurm.example.org:6820"
+        )
+    if scheme == "http" and not is_loopback_host(host):
+        return (
+            f"Slurm cluster {cluster!r}: rest_url {url!r} is plain http:// to {host}, which is not this "
+            "machine's loopback, so the cluster's JWT would travel in clear: use https:// (slurmrestd behind "
+            "TLS), or http:// only to a loopback address (127.0.0.1, ::1, localhost) such as an SSH tunnel's "
+            "end on this machine"
+        )
+    return ""
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -201,6 +245,11 @@ class SlurmRestClient:
     def __init__(self, cluster: SlurmCluster) -> None:
         self.cluster = cluster.name
         self.url = cluster.rest_url.rstrip("/")
+        # Before anything reads the token: a URL that would carry it in clear is refused (the record may have
+        # been written around SlurmCluster.save(), with QuerySet.update() or raw SQL).
+        problem = rest_url_problem(self.cluster, cluster.rest_url)
+        if problem:
+            raise SlurmRestError(problem)
         self.__token = cluster.token.strip()
         if not self.__token:
             raise SlurmRestError(

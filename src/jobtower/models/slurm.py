@@ -11,6 +11,7 @@ import math
 import re
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from jobtower.models.job import Job, SpecField
@@ -110,7 +111,9 @@ class SlurmCluster(models.Model):
     default). A cluster with a `rest_url` is reached through slurmrestd instead, with `token`, a JWT
     (`scontrol token username=<user> lifespan=<seconds>`): jobs run as the token's user, and this
     machine needs no Slurm commands, munge key or slurm.conf. `token` is write-only for people, as a
-    Scheduler's IDTOKEN: left out of the admin, of serialization, of repr() and str().
+    Scheduler's IDTOKEN: left out of the admin, of serialization, of repr() and str(). A `rest_url` must be
+    https://, or http:// to this machine's loopback: clean() and save() refuse one that would send the
+    token in clear, and so do the system check (`manage.py check --database default`) and the backend.
     """
 
     name = models.CharField(max_length=255, unique=True)
@@ -139,6 +142,24 @@ class SlurmCluster(models.Model):
     def has_token(self) -> bool:
         """Return True when the cluster has a JWT of its own."""
         return bool(self.token)
+
+    def clean(self) -> None:
+        """Refuse a rest_url that would send the JWT in clear (plain http:// to a host that is not loopback)."""
+        from jobtower.backends.slurmrest import rest_url_problem
+
+        super().clean()
+        problem = rest_url_problem(self.name, self.rest_url)
+        if problem:
+            raise ValidationError({"rest_url": problem})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the record; ValueError when its rest_url would send the JWT in clear (see clean())."""
+        from jobtower.backends.slurmrest import rest_url_problem
+
+        problem = rest_url_problem(self.name, self.rest_url)
+        if problem:
+            raise ValueError(problem)
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.rest_url or self.slurm_conf or 'default slurm.conf'})"
