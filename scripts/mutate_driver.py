@@ -31,8 +31,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -56,31 +58,98 @@ class Outcome:
 
 
 class Scratch:
-    """The scratch copy's target file: written with a mutant, always put back, even on SIGTERM/SIGINT."""
+    """One scratch copy's target file: written with a mutant, always put back, even on SIGTERM/SIGINT."""
 
-    def __init__(self, path: Path, original: str) -> None:
-        self.path = path
+    _all: list[Scratch] = []
+    _lock = threading.Lock()
+    _stopping = False
+
+    def __init__(self, work: Path, key: str, original: str) -> None:
+        self.work = work
+        self.path = work / key
         self.original = original
         self.child: subprocess.Popen[bytes] | None = None
+        with Scratch._lock:
+            Scratch._all.append(self)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._stop)
+            signal.signal(sig, Scratch._stop)
 
     def write(self, text: str) -> None:
         """Write text to the file and drop its bytecode, which may hold a mutant of the same size and time."""
-        self.path.write_text(text)
-        for pyc in (self.path.parent / "__pycache__").glob(self.path.stem + ".*.pyc"):
-            pyc.unlink(missing_ok=True)
+        with Scratch._lock:
+            if Scratch._stopping and text != self.original:
+                raise SystemExit(1)  # a signal came: no new mutant is written
+            self.path.write_text(text)
+            for pyc in (self.path.parent / "__pycache__").glob(self.path.stem + ".*.pyc"):
+                pyc.unlink(missing_ok=True)
 
     def restore(self) -> None:
         """Put the original text back."""
         self.write(self.original)
 
-    def _stop(self, signum: int, frame: FrameType | None) -> None:
-        if self.child is not None and self.child.poll() is None:
-            os.killpg(self.child.pid, signal.SIGKILL)
-        self.restore()
-        print(f"\nstopped by signal {signum}; {self.path} holds its original text again", file=sys.stderr)
-        sys.exit(128 + signum)
+    @staticmethod
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        with Scratch._lock:
+            Scratch._stopping = True
+        for scratch in Scratch._all:
+            child = scratch.child
+            if child is not None and child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            scratch.restore()
+        print(f"\nstopped by signal {signum}; every scratch copy holds its original text again", file=sys.stderr)
+        os._exit(128 + signum)  # worker threads are waiting on children that are gone
+
+
+class Server:
+    """A pytest session in one scratch copy that judges mutants in forks (scripts/mutate_server.py)."""
+
+    def __init__(self, scratch: Scratch, files: list[str], marks: str, env: dict[str, str]) -> None:
+        self.scratch, self.files, self.marks, self.env = scratch, files, marks, env
+        self.process: subprocess.Popen[str] | None = None
+
+    def ensure(self) -> None:
+        """Start the session if it is not running (only while the file holds its original text)."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutate_server",
+               "-m", self.marks, *self.files]
+        self.process = subprocess.Popen(
+            cmd, cwd=self.scratch.work, env={**self.env, "MUTATE_TRACE_TARGET": str(self.scratch.path)},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True)
+        self.scratch.child = self.process  # type: ignore[assignment]
+        if self._answer() is None:
+            raise RuntimeError(f"the mutation server in {self.scratch.work} did not start: run its tests by hand")
+
+    def _answer(self) -> dict[str, Any] | None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                return json.loads(line)  # type: ignore[no-any-return]
+        return None  # the session ended
+
+    def judge(self, tests: list[str], timeout: float) -> int | None | str:
+        """Return 0 (all passed), 1 (a test failed), None (timeout) or "lost" (the session died)."""
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps({"tests": tests, "timeout": timeout}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            return "lost"
+        answer = self._answer()
+        if answer is None:
+            return "lost"
+        code = answer["code"]
+        if code is None or code == 4:
+            self.stop()  # a killed child may leave rows behind: start clean
+        return code if code != 4 else "lost"  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """End the session and its children."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
 
 
 def _judging(key: str) -> tuple[list[str], str]:
@@ -111,17 +180,28 @@ def _pytest(work: Path, args: list[str], marks: str, env: dict[str, str], timeou
     return code, time.monotonic() - started
 
 
-def _profile(work: Path, target: Path, files: list[str], marks: str, env: dict[str, str]) -> dict[str, Any]:
+def _profile(work: Path, target: Path, files: list[str], marks: str, env: dict[str, str],
+             reuse: Path | None) -> dict[str, Any]:
     """Run the judging tests untraced (times, failures) and traced (lines); return both merged."""
     plain_out, traced_out = work / "baseline.json", work / "trace.json"
-    code, took = _pytest(work, files, marks, {**env, "MUTATE_TRACE_OUT": str(plain_out)}, None)
+    if reuse is not None:
+        shutil.copy(reuse / "baseline.json", plain_out)
+        shutil.copy(reuse / "trace.json", traced_out)
+        print(f"== reusing the tests' times and lines recorded in {reuse}")
+    else:
+        started = time.monotonic()
+        code, took = _pytest(work, files, marks, {**env, "MUTATE_TRACE_OUT": str(plain_out)}, None)
+        _pytest(work, files, marks,
+                {**env, "MUTATE_TRACE_OUT": str(traced_out), "MUTATE_TRACE_TARGET": str(target)}, None)
+        plain = json.loads(plain_out.read_text())
+        plain["seconds"] = took
+        plain_out.write_text(json.dumps(plain))
+        print(f"== baseline: {len(plain['order'])} tests in {took:.0f} s (exit {code}), traced run in "
+              f"{time.monotonic() - started - took:.0f} s; {len(plain['failed'])} failing without a mutant, "
+              f"left out: {plain['failed']}")
     plain = json.loads(plain_out.read_text())
-    print(f"== baseline: {len(plain['order'])} tests in {took:.0f} s (exit {code}); "
-          f"{len(plain['failed'])} failing without a mutant, left out: {plain['failed']}")
-    _pytest(work, files, marks, {**env, "MUTATE_TRACE_OUT": str(traced_out), "MUTATE_TRACE_TARGET": str(target)},
-            None)
     traced = json.loads(traced_out.read_text())
-    startup = max(took - sum(plain["durations"].values()), 1.0)
+    startup = max(plain["seconds"] - sum(plain["durations"].values()), 1.0)
     return {"order": plain["order"], "durations": plain["durations"], "failed": set(plain["failed"]),
             "lines": {t: set(lines) for t, lines in traced["lines"].items()}, "startup": startup}
 
@@ -171,6 +251,11 @@ def _diff(original: str, mutated: str) -> tuple[int, str]:
     return 0, "(no change)"
 
 
+def _order(outcome: Outcome) -> tuple[int, int]:
+    line, index = outcome.id.split(".")
+    return int(line), int(index)
+
+
 def _ids(only: Path | None) -> set[str] | None:
     """Return the ids of the mutants a previous run did not kill, or None to run all."""
     if only is None:
@@ -210,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", default="", help="FIRST-LAST, 1-based and inclusive (default: the whole file)")
     parser.add_argument("--only", type=Path, help="a previous mutants.json: run only the mutants it did not kill")
     parser.add_argument("--tests", help="test files to judge with, instead of scripts/mutmut_config.py's")
+    parser.add_argument("--no-fork", dest="fork", action="store_false",
+                        help="a new pytest per mutant (slow) instead of forks of one set-up session")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once, each in its own scratch copy")
+    parser.add_argument("--profile", type=Path,
+                        help="a previous scratch copy (copy0) whose baseline.json and trace.json still hold: "
+                             "the same tests and file")
     parser.add_argument("--out", type=Path, help="folder for mutants.json and summary.txt (default: the scratch copy)")
     parser.add_argument("--workdir", type=Path, help="the scratch copy (default: a new folder in /tmp)")
     args = parser.parse_args(argv)
@@ -223,54 +314,81 @@ def main(argv: list[str] | None = None) -> int:
         files = args.tests.split()
     wanted = _ids(args.only)
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="jobtower-mutation."))
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(ROOT, work, ignore=_IGNORE)
-    out = args.out or work
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="jobtower-mutation."))
+    if base.exists():
+        shutil.rmtree(base)
+    copies = [base / f"copy{n}" for n in range(max(args.jobs, 1))]
+    for work in copies:
+        shutil.copytree(ROOT, work, ignore=_IGNORE)
+    out = args.out or base
     out.mkdir(parents=True, exist_ok=True)
-    target = work / key
-    env = {**os.environ, "JOBTOWER_DATABASE_URL": "",
-           "PYTHONPATH": os.pathsep.join([str(work / "src"), str(work / "scripts"), str(work)])}
-    print(f"== scratch copy in {work}; results in {out}")
 
+    def environ(work: Path) -> dict[str, str]:
+        return {**os.environ, "JOBTOWER_DATABASE_URL": "",
+                "PYTHONPATH": os.pathsep.join([str(work / "src"), str(work / "scripts"), str(work)])}
+
+    print(f"== {len(copies)} scratch copies in {base}; results in {out}")
     started = time.monotonic()
-    profile = _profile(work, target, files, marks, env)
+    profile = _profile(copies[0], copies[0] / key, files, marks, environ(copies[0]), args.profile)
     shows = _statement_lines(ast.parse(original))
-    everyone = [t for t in profile["order"] if t not in profile["failed"]]
+    # fastest first: with -x a mutant is usually killed by the first test that runs it
+    everyone = sorted((t for t in profile["order"] if t not in profile["failed"]), key=profile["durations"].get)
 
     mutants = [m for m in list_mutations(Context(source=original, filename=key)) if first <= m.line_number + 1 <= last]
-    scratch = Scratch(target, original)
+    if wanted is not None:
+        mutants = [m for m in mutants if f"{m.line_number + 1}.{m.index}" in wanted]
+    scratches = [Scratch(work, key, original) for work in copies]
+    servers = {id(sc): Server(sc, files, marks, environ(sc.work)) for sc in scratches} if args.fork else {}
+    free: list[Scratch] = list(scratches)
+    lock = threading.Lock()
     outcomes: list[Outcome] = []
-    print(f"== {len(mutants)} mutants on lines {lines} of {key}")
-    try:
-        for n, mid in enumerate(mutants, 1):
-            ident = f"{mid.line_number + 1}.{mid.index}"
-            if wanted is not None and ident not in wanted:
-                continue
-            mutated, count = mutate(Context(source=original, filename=key, mutation_id=mid))
-            line, diff = _diff(original, mutated)
-            stmt, module_level = shows.get(mid.line_number + 1, ({mid.line_number + 1}, False))
-            if module_level:
-                tests = everyone
-            else:
-                tests = [t for t in everyone if profile["lines"].get(t, set()) & stmt]
-            if count == 0 or not tests:
-                status, took = ("not covered" if count else "survived"), 0.0
-            else:
-                budget = 10 * (profile["startup"] + sum(profile["durations"][t] for t in tests)) + 30
-                try:
+    print(f"== {len(mutants)} mutants on lines {lines} of {key}", flush=True)
+
+    def run(mid: Any) -> None:
+        ident = f"{mid.line_number + 1}.{mid.index}"
+        mutated, count = mutate(Context(source=original, filename=key, mutation_id=mid))
+        line, diff = _diff(original, mutated)
+        stmt, module_level = shows.get(mid.line_number + 1, ({mid.line_number + 1}, False))
+        tests = everyone if module_level else [t for t in everyone if profile["lines"].get(t, set()) & stmt]
+        took, status = 0.0, "not covered"
+        if tests:
+            budget = 10 * (profile["startup"] + sum(profile["durations"][t] for t in tests)) + 30
+            with lock:
+                scratch = free.pop()
+            server = servers.get(id(scratch))
+            try:
+                code: int | None | str = "lost"
+                if server is not None:
+                    server.ensure()
                     scratch.write(mutated)
-                    code, took = _pytest(work, ["-x", *tests], marks, env, budget, scratch)
-                finally:
-                    scratch.restore()
-                status = "timeout" if code is None else "survived" if code == 0 else "killed"
+                    begun = time.monotonic()
+                    code = server.judge(tests, budget)
+                    took = time.monotonic() - begun
+                if code == "lost":  # no server, or it died: a pytest of its own
+                    scratch.write(mutated)
+                    code, took = _pytest(scratch.work, ["-x", *tests], marks, environ(scratch.work), budget,
+                                         scratch)
+            finally:
+                scratch.restore()
+                with lock:
+                    free.append(scratch)
+            status = "timeout" if code is None else "survived" if code == 0 else "killed"
+        with lock:
             outcomes.append(Outcome(ident, line or mid.line_number + 1, diff, status, round(took, 1), len(tests)))
-            print(f"{n:4d}/{len(mutants)} {ident:>9} {status:<11} {took:5.1f}s {len(tests):4d} tests  {diff[:90]}",
-                  flush=True)
-            _write(out, key, lines, outcomes, time.monotonic() - started)
+            print(f"{len(outcomes):4d}/{len(mutants)} {ident:>9} {status:<11} {took:5.1f}s {len(tests):4d} tests  "
+                  f"{diff[:90]}", flush=True)
+            _write(out, key, lines, sorted(outcomes, key=_order), time.monotonic() - started)
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(copies)) as pool:
+            for future in [pool.submit(run, mid) for mid in mutants]:
+                future.result()
     finally:
-        scratch.restore()
+        for server in servers.values():
+            server.stop()
+        for scratch in scratches:
+            scratch.restore()
+    outcomes.sort(key=_order)
     took = time.monotonic() - started
     _write(out, key, lines, outcomes, took)
     print(_summary(outcomes, key, lines, took).split("\n", 1)[0])
