@@ -45,3 +45,10 @@ def record_value(result):  # noqa: ANN001, ANN201
     """Tethys's form (DASK jobs): record the result, return what is stored instead."""
     CALLS.append(result)
     return {"processed": result}
+
+
+def stopped_meanwhile(job) -> None:  # noqa: ANN001
+    """Be stopped by a user while the results step runs (the step then ends without moving the job)."""
+    from jobtower import manager
+
+    manager.stop(job)

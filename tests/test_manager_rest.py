@@ -252,3 +252,252 @@ def test_a_job_that_ended_before_delete_many_stopped_it_is_deleted(running: Job,
     assert manager.delete_many(Job.objects.filter(pk=running.pk))[0] >= 1
     assert not Job.objects.filter(pk=running.pk).exists()
     assert JobEvent.objects.filter(job_id=running.pk).count() == 0
+
+
+# -- defaults and counts -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counting(monkeypatch: Any, tmp_path: Any) -> None:
+    """Let COUNTING jobs (a second engine type) be submitted."""
+    monkeypatch.setenv("JOBTOWER_TEST_SUBMIT_LOG", str(tmp_path / "submitted.log"))
+
+
+def submitted(job_manager: Any, user: Any, n: int, job_type: str = "MEMORY") -> list[Job]:
+    jobs = []
+    for i in range(n):
+        job = job_manager.create_job(name=f"j{i}", user=user, job_type=job_type)
+        job.execute()
+        jobs.append(fresh(job))
+    return jobs
+
+
+def test_an_observation_applied_without_a_source_is_the_engines(running: Job, job_manager: Any,
+                                                                user: Any) -> None:
+    assert manager.observe(running, Observation(Status.ABORTED, "gone")) is True
+    assert moves(running)[-1] == (Status.RUNNING.value, Status.ABORTED.value, "engine", "gone")
+    other = submitted(job_manager, user, 1)[0]
+    assert manager.apply_observations([(other, Observation(Status.RUNNING))]) == 1
+    assert moves(other)[-1][2] == "engine"
+
+
+def test_a_job_with_nothing_new_does_not_stop_the_next_jobs_move(job_manager: Any, user: Any,
+                                                                 memory: Any) -> None:
+    same, moving = submitted(job_manager, user, 2)
+    moved = manager.apply_observations([(same, Observation(Status.SUBMITTED)),
+                                        (moving, Observation(Status.RUNNING))])
+    assert moved == 1 and fresh(moving).status_code is Status.RUNNING
+
+
+def test_moves_that_carry_facts_are_each_counted(job_manager: Any, user: Any, memory: Any) -> None:
+    jobs = submitted(job_manager, user, 3)
+    moved = manager.apply_observations([(job, Observation(Status.ABORTED, result={"n": n}))
+                                        for n, job in enumerate(jobs)])
+    assert moved == 3
+    assert [fresh(job).result for job in jobs] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_a_move_without_progress_keeps_the_progress_reported_before(running: Job) -> None:
+    assert manager.record_facts(running, Observation(Status.RUNNING, progress=50, progress_message="half"))
+    job = fresh(running)
+    assert manager.observe(job, Observation(Status.ABORTED, "stopped")) is True
+    stored = fresh(job)
+    assert (stored.progress, stored.progress_message) == (50, "half")
+
+
+# -- moves written in bulk -----------------------------------------------------------------------------
+
+
+def test_a_bulk_move_to_running_sets_start_time_once(job_manager: Any, user: Any, memory: Any) -> None:
+    jobs = submitted(job_manager, user, 3)
+    earlier = timezone.now() - datetime.timedelta(hours=2)
+    Job.objects.filter(pk=jobs[0].pk).update(start_time=earlier)
+    jobs[0] = fresh(jobs[0])
+    before = timezone.now()
+    assert manager.apply_observations([(job, Observation(Status.RUNNING)) for job in jobs]) == 3
+    assert fresh(jobs[0]).start_time == earlier and jobs[0].start_time == earlier
+    for job in jobs[1:]:
+        assert fresh(job).start_time is not None and fresh(job).start_time >= before
+        assert job.start_time == fresh(job).start_time
+    aborted = submitted(job_manager, user, 2)
+    assert manager.apply_observations([(job, Observation(Status.ABORTED)) for job in aborted]) == 2
+    assert [fresh(job).start_time for job in aborted] == [None, None]
+    assert [job.start_time for job in aborted] == [None, None]
+
+
+def test_a_bulk_move_counts_the_job_that_moved_meanwhile_and_moves_it_from_where_it_is(
+    job_manager: Any, user: Any, memory: Any
+) -> None:
+    jobs = submitted(job_manager, user, 3)
+    Job.objects.filter(pk=jobs[0].pk).update(_status=Status.RUNNING.value)  # moved meanwhile
+    assert manager.apply_observations([(job, Observation(Status.ABORTED, "gone")) for job in jobs]) == 3
+    assert moves(fresh(jobs[0]))[-1][:2] == (Status.RUNNING.value, Status.ABORTED.value)
+    assert all(fresh(job).status_code is Status.ABORTED for job in jobs)
+
+
+# -- a worker finishing and claiming -------------------------------------------------------------------
+
+
+def test_a_worker_records_plain_and_rich_endings_and_counts_both(job_manager: Any, user: Any,
+                                                                 memory: Any) -> None:
+    jobs = submitted(job_manager, user, 2)
+    claimed = manager.claim(["MEMORY"], 2, source="worker")
+    assert [j.pk for j in claimed] == [j.pk for j in jobs]
+    plain, rich = claimed
+    answer = PollResult(observations={plain.pk: Observation(Status.ABORTED, "done"),
+                                      rich.pk: Observation(Status.ABORTED, "done", result={"x": 1})})
+    moved, more = manager.finish_and_claim([plain, rich], answer, ["MEMORY"], 1, source="worker")
+    assert (moved, more) == (2, [])
+    assert fresh(rich).result == {"x": 1} and fresh(plain).status_code is Status.ABORTED
+
+
+def test_a_worker_counts_the_finished_job_that_moved_meanwhile(job_manager: Any, user: Any, memory: Any) -> None:
+    jobs = submitted(job_manager, user, 2)
+    a, b = manager.claim(["MEMORY"], 2, source="worker")
+    Job.objects.filter(pk=a.pk).update(_status=Status.PAUSED.value)  # a user paused it meanwhile
+    answer = PollResult(observations={job.pk: Observation(Status.ABORTED, "ended") for job in (a, b)})
+    moved, _ = manager.finish_and_claim([a, b], answer, [], 0, source="worker")
+    assert moved == 2
+    assert moves(fresh(a))[-1][:2] == (Status.PAUSED.value, Status.ABORTED.value)
+    assert [fresh(job).status_code for job in jobs] == [Status.ABORTED, Status.ABORTED]
+
+
+def test_a_stale_job_that_finishes_is_no_longer_stale(job_manager: Any, user: Any, memory: Any) -> None:
+    submitted(job_manager, user, 1)
+    job = manager.claim(["MEMORY"], 1, source="worker")[0]
+    Job.objects.filter(pk=job.pk).update(stale_since=timezone.now())
+    job = fresh(job)
+    answer = PollResult(observations={job.pk: Observation(Status.ABORTED, "ended")})
+    assert manager.finish_and_claim([job], answer, [], 0, source="worker")[0] == 1
+    assert fresh(job).stale_since is None and fresh(job).status_code is Status.ABORTED
+
+
+def test_a_claim_over_several_types_and_jobs_clears_the_queue_note_and_says_nothing(
+    job_manager: Any, user: Any, memory: Any, counting: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    from jobtower.signals import job_status_changed
+
+    submitted(job_manager, user, 2)
+    ending = manager.claim(["MEMORY"], 2, source="worker")
+    queued = submitted(job_manager, user, 2) + submitted(job_manager, user, 1, job_type="COUNTING")
+    Job.objects.filter(pk__in=[j.pk for j in queued]).update(status_message="waiting for a slot")
+    heard: list[tuple[int, str, str]] = []
+
+    def hear(sender: Any, job: Job, old: Status, new: Status, source: str, message: str, **kw: Any) -> None:
+        heard.append((job.pk, new.value, message))
+
+    job_status_changed.connect(hear)
+    try:
+        answer = PollResult(observations={job.pk: Observation(Status.ABORTED, "ended") for job in ending})
+        with django_capture_on_commit_callbacks(execute=True):
+            moved, claimed = manager.finish_and_claim(ending, answer, ["MEMORY", "COUNTING"], 5, source="w")
+    finally:
+        job_status_changed.disconnect(hear)
+    assert moved == 2
+    assert sorted(j.pk for j in claimed) == sorted(j.pk for j in queued)
+    for job in queued:
+        stored = fresh(job)
+        assert stored.status_code is Status.RUNNING and stored.status_message == ""
+        assert moves(stored)[-1] == (Status.SUBMITTED.value, Status.RUNNING.value, "w", "")
+    assert sorted(heard) == sorted([(j.pk, Status.ABORTED.value, "ended") for j in ending]
+                                   + [(j.pk, Status.RUNNING.value, "") for j in queued])
+
+
+def test_an_idle_worker_with_a_queue_of_another_type_claims_nothing(job_manager: Any, user: Any, memory: Any,
+                                                                    counting: None) -> None:
+    waiting = submitted(job_manager, user, 1, job_type="COUNTING")[0]
+    assert manager.finish_and_claim([], PollResult(), ["MEMORY"], 3, source="worker") == (0, [])
+    assert manager.finish_and_claim([], PollResult(), ["MEMORY", "COUNTING"], 0, source="worker") == (0, [])
+    assert fresh(waiting).status_code is Status.SUBMITTED
+
+
+# -- refused moves say where the job may go --------------------------------------------------------------
+
+
+def test_an_illegal_move_names_the_moves_allowed_from_there(job_manager: Any, user: Any) -> None:
+    from jobtower import statuses
+
+    job = job_manager.create_job(name="p", user=user, job_type="BASIC")
+    job.save()
+    allowed = ", ".join(sorted(s.display for s in statuses.TRANSITIONS[Status.PENDING]))
+    assert allowed  # a Pending job may go somewhere
+    with pytest.raises(InvalidTransition) as info:
+        manager.transition(job, Status.COMPLETE, source="test")
+    assert str(info.value) == f"job {job.pk} cannot move from Pending to Complete: from Pending a job may move to: " \
+        f"{allowed}"
+    assert (info.value.current, info.value.new) == (Status.PENDING.value, Status.COMPLETE.value)
+
+
+# -- a new attempt -------------------------------------------------------------------------------------
+
+
+def test_a_new_attempt_starts_with_a_fresh_results_step(job_manager: Any, user: Any) -> None:
+    job = job_manager.create_job(name="r", user=user, job_type="BASIC")
+    job.execute()
+    Job.objects.filter(pk=job.pk).update(_status=Status.ERROR.value, results_tries=3,
+                                         results_status=Status.COMPLETE.value, results_claimed_at=timezone.now())
+    manager.resubmit(fresh(job))
+    again = fresh(job)
+    assert again.attempt == 2 and again.status_code is Status.SUBMITTED
+    assert (again.results_tries, again.results_status, again.results_claimed_at) == (0, "", None)
+
+
+# -- the results step, claimed -----------------------------------------------------------------------------
+
+
+def test_an_engine_with_a_results_step_finishes_at_results_ready_first(running: Job, memory: Any) -> None:
+    memory.results_supported = True
+    assert manager.has_results_step(running) is True
+    assert manager.transition(running, Status.COMPLETE, source="engine") is True
+    assert fresh(running).status_code is Status.RESULTS_READY
+
+
+def test_a_claim_is_recorded_on_the_row_and_the_object(running: Job) -> None:
+    job = results_ready(running)
+    before = timezone.now()
+    assert manager.claim_results(job) is True
+    stored = fresh(job)
+    assert stored.results_claimed_at is not None and stored.results_claimed_at >= before
+    assert (job.results_tries, job.results_claimed_at) == (1, stored.results_claimed_at)
+    assert stored.results_tries == 1
+    assert manager.claim_results(fresh(job)) is False  # held
+    assert manager.results_due(5) == []
+
+
+def test_a_results_step_out_of_tries_ends_in_error_from_the_results_step(running: Job, settings: Any) -> None:
+    long_ago = timezone.now() - datetime.timedelta(hours=1)
+    job = results_ready(running, results_tries=3, results_claimed_at=long_ago)
+    assert manager.claim_results(job) is False
+    assert moves(fresh(job))[-1][:3] == (Status.RESULTS_READY.value, Status.ERROR.value, "results")
+
+
+def test_a_failing_results_step_ends_in_error_from_the_results_step(running: Job) -> None:
+    job = results_ready(running, _process_results_function="tests.results_functions:explode")
+    assert manager.process_results(job) is True
+    stored = fresh(job)
+    assert stored.status_code is Status.ERROR
+    assert "processing results failed: RuntimeError: the output file was empty" in stored.status_message
+    assert moves(stored)[-1][:3] == (Status.RESULTS_READY.value, Status.ERROR.value, "results")
+
+
+def test_a_job_stopped_while_its_results_step_runs_stays_aborted(job_manager: Any, user: Any) -> None:
+    job = job_manager.create_job(name="r", user=user, job_type="BASIC")
+    job.execute()
+    job = results_ready(job, _process_results_function="tests.results_functions:stopped_meanwhile")
+    assert manager.process_results(job) is True
+    assert fresh(job).status_code is Status.ABORTED
+
+
+# -- freshness -------------------------------------------------------------------------------------------
+
+
+def test_settling_or_refreshing_a_job_with_nothing_to_do_says_nothing_moved(job_manager: Any, user: Any,
+                                                                          running: Job, settings: Any) -> None:
+    basic = job_manager.create_job(name="b", user=user, job_type="BASIC")
+    basic.execute()
+    assert manager.settle(fresh(basic)) is False and manager.settle(running) is False
+    assert manager.refresh(fresh(basic)) is False
+    assert manager.refresh_if_due(fresh(basic)) is False
+    settings.JOBTOWER = {**settings.JOBTOWER, "STATUS_REFRESH_INTERVAL": 3600}
+    Job.objects.filter(pk=running.pk).update(last_status_check=timezone.now())
+    assert manager.refresh_if_due(fresh(running)) is False  # checked a moment ago
