@@ -422,10 +422,10 @@ def test_an_illegal_move_names_the_moves_allowed_from_there(job_manager: Any, us
     allowed = ", ".join(sorted(s.display for s in statuses.TRANSITIONS[Status.PENDING]))
     assert allowed  # a Pending job may go somewhere
     with pytest.raises(InvalidTransition) as info:
-        manager.transition(job, Status.COMPLETE, source="test")
-    assert str(info.value) == f"job {job.pk} cannot move from Pending to Complete: from Pending a job may move to: " \
+        manager.transition(job, Status.PAUSED, source="test")
+    assert str(info.value) == f"job {job.pk} cannot move from Pending to Paused: from Pending a job may move to: " \
         f"{allowed}"
-    assert (info.value.current, info.value.new) == (Status.PENDING.value, Status.COMPLETE.value)
+    assert (info.value.current, info.value.new) == (Status.PENDING.value, Status.PAUSED.value)
 
 
 # -- a new attempt -------------------------------------------------------------------------------------
