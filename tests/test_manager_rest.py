@@ -15,8 +15,9 @@ from django.db import connection
 from django.utils import timezone
 
 from jobtower import manager
-from jobtower.backends import Observation, PollResult
-from jobtower.errors import InvalidTransition
+from jobtower.backends import Capability, Observation, PollResult
+from jobtower.backends.memory import MemoryBackend
+from jobtower.errors import InvalidTransition, NotSupported, SubmitError
 from jobtower.models import Job, JobEvent, Worker
 from jobtower.statuses import Status
 
@@ -501,3 +502,133 @@ def test_settling_or_refreshing_a_job_with_nothing_to_do_says_nothing_moved(job_
     settings.JOBTOWER = {**settings.JOBTOWER, "STATUS_REFRESH_INTERVAL": 3600}
     Job.objects.filter(pk=running.pk).update(last_status_check=timezone.now())
     assert manager.refresh_if_due(fresh(running)) is False  # checked a moment ago
+
+
+# -- a workflow's nodes -----------------------------------------------------------------------------------
+
+
+def test_node_messages_alone_are_stored_and_cut_to_size(job_manager: Any, user: Any) -> None:
+    from tests.test_workflow import shell, workflow
+
+    wf = workflow(job_manager, user)
+    for name in "ab":
+        wf.add_node(name=name, attributes=shell("true"))
+    Job.objects.filter(pk=wf.pk).update(_status=Status.RUNNING.value)
+    states = {"a": Status.RUNNING, "b": Status.RUNNING}
+    manager.apply_observations([(fresh(wf), Observation(Status.VARIOUS, nodes=states))])
+    long = "x" * 1200
+    said = Observation(Status.VARIOUS, nodes=states, engine_data={"node_messages": {"a": "held by policy", "b": long}})
+    manager.apply_observations([(fresh(wf), said)])
+    stored = {node.name: node.status_message for node in fresh(wf).node_set.all()}
+    assert stored == {"a": "held by policy", "b": "x" * 1000}
+
+
+# -- stale marks, flags, the monitor's heartbeat -------------------------------------------------------
+
+
+def test_marking_jobs_already_marked_changes_nothing(running: Job) -> None:
+    assert manager.mark_stale([], True) == 0
+    assert manager.mark_stale([running], False) == 0  # not stale: nothing to clear
+    assert manager.mark_stale([running], True) == 1
+    assert manager.mark_stale([fresh(running)], True) == 0
+
+
+def test_a_check_flag_is_set_once_and_a_missing_job_is_said_missing(running: Job) -> None:
+    assert manager.flag_for_check(running.pk) is True
+    first = fresh(running).check_requested
+    assert first is not None
+    assert manager.flag_for_check(running.pk) is True  # flagged already: still a job to check
+    assert fresh(running).check_requested == first
+    assert manager.flag_for_check(running.pk + 1000) is False
+
+
+def test_a_monitor_silent_for_longer_than_its_limit_is_gone(db: Any) -> None:
+    stale = timezone.now() - datetime.timedelta(seconds=manager.MONITOR_STALE_AFTER + 0.5)
+    Worker.objects.create(name="m", kind="monitor", host="here", pid=1, heartbeat=stale)
+    manager._monitor_seen[:] = [0.0, 0.0]
+    try:
+        assert manager.MONITOR_STALE_AFTER == 15
+        assert manager.monitor_alive() is False
+        Worker.objects.filter(name="m").update(heartbeat=timezone.now())
+        manager._monitor_seen[:] = [0.0, 0.0]
+        assert manager.monitor_alive() is True
+    finally:
+        manager._monitor_seen[:] = [0.0, 0.0]
+
+
+# -- what an engine cannot do ----------------------------------------------------------------------------
+
+
+class WatchOnly(MemoryBackend):
+    """An engine that reports statuses but takes no jobs."""
+
+    name = "watch-only"
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]
+        return frozenset({Capability.POLL})
+
+
+def test_an_engine_that_takes_no_jobs_refuses_execute_and_resubmit(job_manager: Any, user: Any,
+                                                                   settings: Any) -> None:
+    settings.JOBTOWER = {**settings.JOBTOWER,
+                         "BACKENDS": {"MEMORY": {"BACKEND": "tests.test_manager_rest:WatchOnly"}}}
+    job = job_manager.create_job(name="w", user=user, job_type="MEMORY")
+    with pytest.raises(NotSupported) as info:
+        job.execute()
+    assert str(info.value) == f"MEMORY job {job.pk} cannot run: its engine (watch-only) does not support it"
+    assert fresh(job).status_code is Status.PENDING
+    Job.objects.filter(pk=job.pk).update(_status=Status.ERROR.value)
+    with pytest.raises(NotSupported, match="cannot resubmit"):
+        manager.resubmit(fresh(job))
+    assert fresh(job).status_code is Status.ERROR and fresh(job).attempt == 1
+    assert not manager.supports(job, "execute") and not manager.supports(job, "resubmit")
+    assert manager.supports(job, "no such action")  # nothing needed, nothing refused
+
+
+# -- actions and their history rows ----------------------------------------------------------------------
+
+
+def test_a_refused_submission_ends_in_error_from_execute(job_manager: Any, user: Any, memory: Any) -> None:
+    memory.fail_submit = "the queue is closed"
+    job = job_manager.create_job(name="f", user=user, job_type="MEMORY")
+    with pytest.raises(SubmitError, match="memory did not accept the job: ConnectionError: the queue is closed"):
+        job.execute()
+    assert moves(fresh(job))[-1][:3] == (Status.SUBMITTED.value, Status.ERROR.value, "execute")
+
+
+def test_stop_and_resubmit_say_so_in_the_history(running: Job) -> None:
+    manager.stop(running)
+    assert moves(fresh(running))[-1] == (Status.RUNNING.value, Status.ABORTED.value, "stop", "stopped by a user")
+    manager.resubmit(fresh(running))
+    assert (Status.ABORTED.value, Status.PENDING.value, "resubmit", "new attempt") in moves(fresh(running))
+
+
+def test_deleting_an_active_job_its_engine_cannot_stop_is_refused_unless_forced(
+    job_manager: Any, user: Any, counting: None
+) -> None:
+    job = job_manager.create_job(name="c", user=user, job_type="COUNTING")
+    job.execute()
+    with pytest.raises(NotSupported, match="cannot stop"):
+        manager.delete(fresh(job))
+    assert Job.objects.filter(pk=job.pk).exists()
+    manager.delete(fresh(job), force=True)
+    assert not Job.objects.filter(pk=job.pk).exists()
+
+
+# -- pruning -------------------------------------------------------------------------------------------
+
+
+def test_pruning_counts_every_batch_and_takes_any_positive_age(job_manager: Any, user: Any) -> None:
+    old = timezone.now() - datetime.timedelta(days=2)
+    ids = []
+    for n in range(3):
+        job = job_manager.create_job(name=f"o{n}", user=user, job_type="BASIC")
+        job.execute()
+        Job.objects.filter(pk=job.pk).update(_status=Status.COMPLETE.value, completion_time=old)
+        ids.append(job.pk)
+    assert manager.prune(datetime.timedelta(seconds=1), dry_run=True) == 3
+    assert manager.prune(datetime.timedelta(seconds=1), batch=2) == 3
+    assert not Job.objects.filter(pk__in=ids).exists()
+    with pytest.raises(ValueError, match="positive age"):
+        manager.prune(datetime.timedelta(0))
