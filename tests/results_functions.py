@@ -52,3 +52,9 @@ def stopped_meanwhile(job) -> None:  # noqa: ANN001
     from jobtower import manager
 
     manager.stop(job)
+
+
+def stopped_then_explode(job) -> None:  # noqa: ANN001
+    """Be stopped by a user, then fail: the failure cannot move a job that ended meanwhile."""
+    stopped_meanwhile(job)
+    raise RuntimeError("the output file was empty")

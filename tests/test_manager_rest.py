@@ -139,10 +139,15 @@ def test_a_workers_refused_write_is_recorded_job_by_job(job_manager: Any, user: 
         assert "refused by the test" in fresh(job).status_message
 
 
-def test_a_finished_job_the_engine_said_nothing_about_is_left_as_it_is(running: Job) -> None:
-    moved, claimed = manager.finish_and_claim([running], PollResult(), [], 0, source="worker")
-    assert (moved, claimed) == (0, [])
+def test_a_finished_job_the_engine_said_nothing_about_is_left_as_it_is(running: Job, job_manager: Any,
+                                                                       user: Any) -> None:
+    other = job_manager.create_job(name="o", user=user, job_type="MEMORY")
+    other.execute()
+    answer = PollResult(observations={other.pk: Observation(Status.ABORTED, "ended")})
+    moved, claimed = manager.finish_and_claim([running, fresh(other)], answer, [], 0, source="worker")
+    assert (moved, claimed) == (1, [])
     assert fresh(running).status_code is Status.RUNNING
+    assert fresh(other).status_code is Status.ABORTED  # the next job's news is not lost
 
 
 # -- the results step ----------------------------------------------------------------------------------
@@ -181,6 +186,8 @@ def test_a_released_claim_is_free_again_and_gives_its_try_back(running: Job) -> 
     released = fresh(job)
     assert released.results_claimed_at is None and released.results_tries == 1
     assert [j.pk for j in manager.results_due(5)] == [job.pk]
+    manager.release_claim(job.pk)
+    assert fresh(job).results_tries == 0  # one try, handed back
     Job.objects.filter(pk=job.pk).update(results_tries=0, results_claimed_at=timezone.now())
     manager.release_claim(job.pk)  # a step never counted is not counted below zero
     assert fresh(job).results_tries == 0 and fresh(job).results_claimed_at is not None
@@ -409,6 +416,7 @@ def test_an_idle_worker_with_a_queue_of_another_type_claims_nothing(job_manager:
     waiting = submitted(job_manager, user, 1, job_type="COUNTING")[0]
     assert manager.finish_and_claim([], PollResult(), ["MEMORY"], 3, source="worker") == (0, [])
     assert manager.finish_and_claim([], PollResult(), ["MEMORY", "COUNTING"], 0, source="worker") == (0, [])
+    assert manager.finish_and_claim([], PollResult(), ["MEMORY", "BASIC"], 3, source="worker") == (0, [])
     assert fresh(waiting).status_code is Status.SUBMITTED
 
 
@@ -481,10 +489,11 @@ def test_a_failing_results_step_ends_in_error_from_the_results_step(running: Job
     assert moves(stored)[-1][:3] == (Status.RESULTS_READY.value, Status.ERROR.value, "results")
 
 
-def test_a_job_stopped_while_its_results_step_runs_stays_aborted(job_manager: Any, user: Any) -> None:
+@pytest.mark.parametrize("function", ["stopped_meanwhile", "stopped_then_explode"])
+def test_a_job_stopped_while_its_results_step_runs_stays_aborted(job_manager: Any, user: Any, function: str) -> None:
     job = job_manager.create_job(name="r", user=user, job_type="BASIC")
     job.execute()
-    job = results_ready(job, _process_results_function="tests.results_functions:stopped_meanwhile")
+    job = results_ready(job, _process_results_function=f"tests.results_functions:{function}")
     assert manager.process_results(job) is True
     assert fresh(job).status_code is Status.ABORTED
 
