@@ -55,6 +55,7 @@ class Outcome:
     status: str  # killed, survived, timeout, not covered
     seconds: float
     tests: int
+    killed_by: str = ""  # the test that failed (forked runs only)
 
 
 class Scratch:
@@ -106,6 +107,7 @@ class Server:
     def __init__(self, scratch: Scratch, files: list[str], marks: str, env: dict[str, str]) -> None:
         self.scratch, self.files, self.marks, self.env = scratch, files, marks, env
         self.process: subprocess.Popen[str] | None = None
+        self.killed_by = ""
 
     def ensure(self) -> None:
         """Start the session if it is not running (only while the file holds its original text)."""
@@ -129,7 +131,11 @@ class Server:
         return None  # the session ended
 
     def judge(self, tests: list[str], timeout: float) -> int | None | str:
-        """Return 0 (all passed), 1 (a test failed), None (timeout) or "lost" (the session died)."""
+        """Return 0 (all passed), 1 (a test failed), None (timeout) or "lost" (the session died).
+
+        The test that failed is left in `killed_by`.
+        """
+        self.killed_by = ""
         assert self.process is not None and self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps({"tests": tests, "timeout": timeout}) + "\n")
@@ -140,6 +146,7 @@ class Server:
         if answer is None:
             return "lost"
         code = answer["code"]
+        self.killed_by = answer.get("by", "")
         if code is None or code == 4:
             self.stop()  # a killed child may leave rows behind: start clean
         return code if code != 4 else "lost"  # type: ignore[no-any-return]
@@ -350,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         line, diff = _diff(original, mutated)
         stmt, module_level = shows.get(mid.line_number + 1, ({mid.line_number + 1}, False))
         tests = everyone if module_level else [t for t in everyone if profile["lines"].get(t, set()) & stmt]
-        took, status = 0.0, "not covered"
+        took, status, by = 0.0, "not covered", ""
         if tests:
             budget = 10 * (profile["startup"] + sum(profile["durations"][t] for t in tests)) + 30
             with lock:
@@ -364,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                     begun = time.monotonic()
                     code = server.judge(tests, budget)
                     took = time.monotonic() - begun
+                    by = server.killed_by
                 if code == "lost":  # no server, or it died: a pytest of its own
                     scratch.write(mutated)
                     code, took = _pytest(scratch.work, ["-x", *tests], marks, environ(scratch.work), budget,
@@ -374,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                     free.append(scratch)
             status = "timeout" if code is None else "survived" if code == 0 else "killed"
         with lock:
-            outcomes.append(Outcome(ident, line or mid.line_number + 1, diff, status, round(took, 1), len(tests)))
+            outcomes.append(Outcome(ident, line or mid.line_number + 1, diff, status, round(took, 1), len(tests),
+                                    by if status == "killed" else ""))
             print(f"{len(outcomes):4d}/{len(mutants)} {ident:>9} {status:<11} {took:5.1f}s {len(tests):4d} tests  "
                   f"{diff[:90]}", flush=True)
             _write(out, key, lines, sorted(outcomes, key=_order), time.monotonic() - started)

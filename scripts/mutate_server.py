@@ -6,9 +6,9 @@ session-wide fixtures once (the test database) and then reads one request per li
 (``MUTATE_TRACE_TARGET``) already, so subprocesses that the tests start import it from disk; for this
 process, a forked child loads the file and gives each function of the live module the mutated code, so
 every reference to it (``from ... import``, signal receivers) runs the mutant. The child runs the tests in
-order and stops at the first failure; the answer is one line on stdout, ``{"code": 0|1|null}`` (null: the
-timeout passed and the child was killed). Saves the interpreter start, Django's set-up and the test
-database's creation for each mutant.
+order and stops at the first failure; the answer is one line on stdout, ``{"code": 0|1|null, "by": test}``
+(null: the timeout passed and the child was killed; ``by``: the test that failed). Saves the interpreter
+start, Django's set-up and the test database's creation for each mutant.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def load_mutant(module: types.ModuleType, original: dict[str, Any]) -> None:
 
 
 def _child(items: list[pytest.Item], session: pytest.Session, module: types.ModuleType,
-           original: dict[str, Any]) -> int:
+           original: dict[str, Any], verdict: str) -> int:
     from django.db import connections
 
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -99,12 +99,16 @@ def _child(items: list[pytest.Item], session: pytest.Session, module: types.Modu
         conn.connection = None  # SQLite: never use a connection the parent opened; open our own
     try:
         load_mutant(module, original)
-    except Exception:
+    except Exception as exc:
+        with open(verdict, "w") as f:
+            f.write(f"(loading the mutant: {type(exc).__name__})")
         return 1  # a mutant that cannot even load is killed
     for n, item in enumerate(items):
         nextitem = items[n + 1] if n + 1 < len(items) else session
         reports = runtestprotocol(item, log=False, nextitem=nextitem)  # type: ignore[arg-type]
         if any(report.failed for report in reports):
+            with open(verdict, "w") as f:
+                f.write(item.nodeid)
             if nextitem is not session:
                 session._setupstate.teardown_exact(session)  # type: ignore[arg-type]
             return 1
@@ -112,12 +116,12 @@ def _child(items: list[pytest.Item], session: pytest.Session, module: types.Modu
 
 
 def _judge(items: list[pytest.Item], session: pytest.Session, timeout: float, module: types.ModuleType,
-           original: dict[str, Any]) -> int | None:
+           original: dict[str, Any], verdict: str) -> int | None:
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            code = _child(items, session, module, original)
+            code = _child(items, session, module, original, verdict)
         finally:
             os._exit(code)
     deadline = time.monotonic() + timeout
@@ -153,6 +157,13 @@ def pytest_runtestloop(session: pytest.Session) -> bool:
             out.write(json.dumps({"code": 4, "missing": missing}) + "\n")
             continue
         items = [by_id[t] for t in request["tests"]]
-        code = _judge(items, session, float(request["timeout"]), module, original)
-        out.write(json.dumps({"code": code}) + "\n")
+        verdict = os.path.join(os.path.dirname(_TARGET), ".mutant-killed-by")
+        if os.path.exists(verdict):
+            os.unlink(verdict)
+        code = _judge(items, session, float(request["timeout"]), module, original, verdict)
+        by = ""
+        if os.path.exists(verdict):
+            with open(verdict) as f:
+                by = f.read()
+        out.write(json.dumps({"code": code, "by": by}) + "\n")
     return True
