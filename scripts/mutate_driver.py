@@ -15,7 +15,7 @@ driver uses mutmut only as a library (list_mutations, mutate) and keeps no cache
 
 Usage (scripts/mutation.sh --driver wraps it)::
 
-    python scripts/mutate_driver.py src/jobtower/manager.py --lines 457-1374
+    python scripts/mutate_driver.py src/jobtower/manager.py --lines after:sanitize
     python scripts/mutate_driver.py src/jobtower/manager.py --only DIR/mutants.json   # its survivors again
 """
 
@@ -246,6 +246,21 @@ def _statement_lines(tree: ast.Module) -> dict[int, tuple[set[int], bool]]:
     return {line: (shows, level) for line, (shows, level, _) in found.items()}
 
 
+def _line_range(spec: str, source: str) -> tuple[int, int]:
+    """Return (first, last) for "FIRST-LAST", "after:FUNCTION" (the lines after a top-level def) or ""."""
+    end = len(source.splitlines())
+    if not spec:
+        return 1, end
+    if spec.startswith("after:"):
+        name = spec.removeprefix("after:")
+        for node in ast.parse(source).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+                return (node.end_lineno or node.lineno) + 1, end
+        sys.exit(f"--lines {spec}: the file has no top-level function {name!r}")
+    first, _, last = spec.partition("-")
+    return int(first), int(last)
+
+
 def _diff(original: str, mutated: str) -> tuple[int, str]:
     """Return the first changed line and a one-line description of the change."""
     old, new = original.splitlines(), mutated.splitlines()
@@ -299,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("file", help="the file to mutate, relative to the repository (src/jobtower/manager.py)")
-    parser.add_argument("--lines", default="", help="FIRST-LAST, 1-based and inclusive (default: the whole file)")
+    parser.add_argument("--lines", default="",
+                        help="FIRST-LAST, 1-based and inclusive, or after:FUNCTION (the lines after a top-level def); "
+                             "default: the whole file")
     parser.add_argument("--only", type=Path, help="a previous mutants.json: run only the mutants it did not kill")
     parser.add_argument("--tests", help="test files to judge with, instead of scripts/mutmut_config.py's")
     parser.add_argument("--no-fork", dest="fork", action="store_false",
@@ -314,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
     key = args.file.replace(os.sep, "/")
     original = (ROOT / key).read_text()
-    first, last = (int(n) for n in args.lines.split("-")) if args.lines else (1, original.count("\n") + 1)
+    first, last = _line_range(args.lines, original)
     lines = f"{first}-{last}"
     files, marks = _judging(key)
     if args.tests:

@@ -8,9 +8,10 @@
 #   scripts/mutation.sh            statuses.py, web/permissions.py and the Jobs Table's row rendering
 #   scripts/mutation.sh all        the same plus manager.py (hours on a small machine)
 #   scripts/mutation.sh FILE...    the named files (paths such as src/jobtower/statuses.py)
-#   scripts/mutation.sh --driver FILE [FIRST-LAST] [ARGS...]
+#   scripts/mutation.sh --driver FILE [FIRST-LAST | after:FUNCTION] [ARGS...]
 #                                  the cache-free driver (scripts/mutate_driver.py) on FILE's lines
-#                                  FIRST-LAST, only the tests that run each mutated line; ARGS go to
+#                                  FIRST-LAST (or those after a function), only the tests that run each
+#                                  mutated line; ARGS go to
 #                                  the driver (--only DIR/mutants.json re-runs a run's survivors)
 #   PYTHON=/path/to/venv/bin/python scripts/mutation.sh   another interpreter than .venv/bin/python
 set -euo pipefail
@@ -22,10 +23,10 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 
 if [ "${1:-}" = --driver ]; then
   shift
-  [ $# -gt 0 ] || { echo "usage: scripts/mutation.sh --driver FILE [FIRST-LAST] [--only DIR/mutants.json]" >&2; exit 2; }
+  [ $# -gt 0 ] || { echo "usage: scripts/mutation.sh --driver FILE [FIRST-LAST | after:FUNCTION] [--only DIR/mutants.json]" >&2; exit 2; }
   file=$1; shift
   lines=()
-  if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+-[0-9]+$ ]]; then lines=(--lines "$1"); shift; fi
+  if [ $# -gt 0 ] && [[ $1 =~ ^([0-9]+-[0-9]+|after:[A-Za-z_][A-Za-z0-9_]*)$ ]]; then lines=(--lines "$1"); shift; fi
   exec "$PY" scripts/mutate_driver.py "$file" "${lines[@]}" "$@"
 fi
 
