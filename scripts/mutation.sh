@@ -8,6 +8,11 @@
 #   scripts/mutation.sh            statuses.py, web/permissions.py and the Jobs Table's row rendering
 #   scripts/mutation.sh all        the same plus manager.py (hours on a small machine)
 #   scripts/mutation.sh FILE...    the named files (paths such as src/jobtower/statuses.py)
+#   scripts/mutation.sh --driver FILE [FIRST-LAST | after:FUNCTION] [ARGS...]
+#                                  the cache-free driver (scripts/mutate_driver.py) on FILE's lines
+#                                  FIRST-LAST (or those after a function), only the tests that run each
+#                                  mutated line; ARGS go to
+#                                  the driver (--only DIR/mutants.json re-runs a run's survivors)
 #   PYTHON=/path/to/venv/bin/python scripts/mutation.sh   another interpreter than .venv/bin/python
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +20,15 @@ ROOT=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 [ -x "$PY" ] || PY=$(command -v python3)
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is missing: run  $PY -m pip install -e '.[mutation]'" >&2; exit 2; }
+
+if [ "${1:-}" = --driver ]; then
+  shift
+  [ $# -gt 0 ] || { echo "usage: scripts/mutation.sh --driver FILE [FIRST-LAST | after:FUNCTION] [--only DIR/mutants.json]" >&2; exit 2; }
+  file=$1; shift
+  lines=()
+  if [ $# -gt 0 ] && [[ $1 =~ ^([0-9]+-[0-9]+|after:[A-Za-z_][A-Za-z0-9_]*)$ ]]; then lines=(--lines "$1"); shift; fi
+  exec "$PY" scripts/mutate_driver.py "$file" "${lines[@]}" "$@"
+fi
 
 FILES=(src/jobtower/statuses.py src/jobtower/web/permissions.py src/jobtower/gizmos.py)
 if [ "${1:-}" = all ]; then FILES+=(src/jobtower/manager.py); shift; fi

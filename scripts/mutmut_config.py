@@ -10,15 +10,23 @@ import functools
 import os
 from typing import Any
 
-_PYTEST = 'python -m pytest -x -q -p no:cacheprovider -m "not condor and not browser and not root"'
+#: Tests that need an engine, a browser, root or PostgreSQL are left out: mutants run on SQLite alone.
+MARKS = "not condor and not browser and not root and not slurm and not dask and not postgres"
+_PYTEST = f'python -m pytest -x -q -p no:cacheprovider -m "{MARKS}"'
 
 #: The fast tests that judge each mutated file (SQLite, no engine, no browser).
 TESTS = {
     "src/jobtower/statuses.py": "tests/test_statuses.py tests/test_manager.py",
     "src/jobtower/web/permissions.py": "tests/test_permissions_matrix.py tests/test_jobs_table.py tests/test_api.py",
     "src/jobtower/gizmos.py": "tests/test_table_rows.py tests/test_escaping.py tests/test_jobs_table.py",
+    # every fast test file that calls the manager, directly or through the API, the pages and the worker
     "src/jobtower/manager.py": (
-        "tests/test_statuses.py tests/test_manager.py tests/test_manager_refusals.py tests/test_seam.py"
+        "tests/test_statuses.py tests/test_manager.py tests/test_manager_refusals.py tests/test_manager_rest.py"
+        " tests/test_seam.py tests/test_workflow.py tests/test_delete.py tests/test_public_api.py"
+        " tests/test_outbox.py tests/test_tasks.py tests/test_worker_monitor.py tests/test_worker_wait.py"
+        " tests/test_concurrency.py tests/test_local.py tests/test_local_hardening.py tests/test_property.py"
+        " tests/test_api.py tests/test_web.py tests/test_untrusted.py tests/test_failover.py"
+        " tests/test_contract.py tests/test_job_page.py tests/test_jobs_table.py"
     ),
 }
 

@@ -45,3 +45,16 @@ def record_value(result):  # noqa: ANN001, ANN201
     """Tethys's form (DASK jobs): record the result, return what is stored instead."""
     CALLS.append(result)
     return {"processed": result}
+
+
+def stopped_meanwhile(job) -> None:  # noqa: ANN001
+    """Be stopped by a user while the results step runs (the step then ends without moving the job)."""
+    from jobtower import manager
+
+    manager.stop(job)
+
+
+def stopped_then_explode(job) -> None:  # noqa: ANN001
+    """Be stopped by a user, then fail: the failure cannot move a job that ended meanwhile."""
+    stopped_meanwhile(job)
+    raise RuntimeError("the output file was empty")
