@@ -45,23 +45,39 @@ def running(job_manager: Any, user: Any, memory: Any) -> Job:
 
 @pytest.fixture
 def refuse_events() -> Iterator[Any]:
-    """Make the database refuse JobEvent rows whose message is the given text (a real SQLite trigger)."""
+    """Make the database refuse JobEvent rows whose message is the given text (a real trigger)."""
     made: list[str] = []
+    postgres = connection.vendor == "postgresql"
 
     def refuse(message: str | None = None, job_id: int | None = None) -> None:
         name = f"refuse_{len(made)}"
         when = f"NEW.message = '{message}'" if message is not None else f"NEW.job_id = {int(job_id or 0)}"
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TRIGGER {name} BEFORE INSERT ON jobtower_jobevent WHEN {when} "
-                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-            )
+            if postgres:
+                # check_violation: an IntegrityError, as SQLite's RAISE(ABORT) below
+                cursor.execute(
+                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; END $$"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER {name} BEFORE INSERT ON jobtower_jobevent FOR EACH ROW WHEN ({when}) "
+                    f"EXECUTE FUNCTION {name}()"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE TRIGGER {name} BEFORE INSERT ON jobtower_jobevent WHEN {when} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
         made.append(name)
 
     yield refuse
     with connection.cursor() as cursor:
         for name in made:
-            cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+            if postgres:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON jobtower_jobevent")
+                cursor.execute(f"DROP FUNCTION IF EXISTS {name}()")
+            else:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
 # -- facts without a move ------------------------------------------------------------------------------

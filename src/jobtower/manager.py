@@ -736,9 +736,12 @@ def finish_and_claim(
     try:
         if one_statement:
             # One statement is atomic on its own; an explicit transaction (two more round trips) only
-            # when the moves owe notifications, whose rows must commit with them.
+            # when the moves owe notifications, whose rows must commit with them, or inside a caller's
+            # transaction, where a savepoint keeps a refused statement from breaking that transaction
+            # (PostgreSQL refuses every later statement of a transaction with a failed one).
             atomic: contextlib.AbstractContextManager[Any] = (
-                transaction.atomic(using=using) if outbox.needed() else contextlib.nullcontext()
+                transaction.atomic(using=using) if outbox.needed() or db.in_atomic_block
+                else contextlib.nullcontext()
             )
             with atomic, db.cursor() as cursor:
                 claimed = _pg_finish_and_claim(cursor, db, using, fast, ended, late, job_types, limit, now, source)

@@ -167,6 +167,12 @@ class InsertPlan:
         #: every statement's "%s" marks on each execute, about 15 us for these long ones; _sqlite_cursor()
         #: runs them as written.
         self.qmark_plain = self.qmark_named = None
+        #: PostgreSQL with psycopg 3: the cursor class that binds parameters on the server (else None).
+        self.server_binding: Any = None
+        if vendor == "postgresql" and _is_psycopg3():
+            from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
+
+            self.server_binding = ServerBindingCursor
         if vendor == "sqlite":
             self.qmark_plain = _qmarks(self.plain, len(self.fields))
             self.qmark_named = None if self.named is None else _qmarks(self.named, len(self.fields))
@@ -229,17 +235,34 @@ def _qmarks(sql: str, count: int) -> str:
     return "?".join(parts)
 
 
-def _sqlite_cursor(connection: Any) -> Any:
-    """Return a Django cursor over a plain sqlite3 cursor: its statements are written with "?" marks.
+def _insert_cursor(connection: Any, plan: InsertPlan) -> tuple[Any, bool]:
+    """Return (a Django cursor for a job's INSERT, whether it takes the plan's "?" statements).
 
-    Wrapped as connection.cursor() wraps its own cursors (execute wrappers, thread checks, database
-    errors), without the per-statement rewrite of Django's SQLite cursor. Not for a connection that
-    logs its queries: the debug cursor formats the logged SQL with "%s" marks.
+    SQLite: a plain sqlite3 cursor, handed SQL already in its own "?" marks (Django's SQLite cursor
+    rewrites every statement's marks on each execute). PostgreSQL with psycopg 3: a cursor that binds
+    the parameters on the server (Django's default cursor quotes each of the 27 values into the SQL text
+    in Python, about 100 us a job); statements are prepared only if OPTIONS' prepare_threshold asks for
+    it, as with Django's own cursors. Either is wrapped as connection.cursor() wraps its own (execute
+    wrappers, thread checks, database errors). Anything else, or a connection that logs its queries
+    (the log then shows the values in the SQL, as Django's own cursors send it), gets connection.cursor().
     """
+    make: Callable[[Any], Any] | None = None
+    if connection.queries_logged:
+        pass  # the query log shows the values as Django's own cursor sends them
+    elif plan.qmark_plain is not None:
+        def make(raw: Any) -> Any:
+            return raw.cursor()
+    elif plan.server_binding is not None:
+        binding = plan.server_binding
+
+        def make(raw: Any) -> Any:
+            return binding(raw)
+    if make is None:
+        return connection.cursor(), False
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(connection.connection.cursor())
+        return connection._prepare_cursor(make(connection.connection)), plan.qmark_plain is not None
 
 
 #: Prepared INSERTs by (job class, database vendor, connection alias): per alias, not per connection
@@ -730,11 +753,10 @@ class Job(models.Model):
                                    using=using)
 
     def _insert_row(self, connection: Any, plan: InsertPlan, params: list[Any], name: str, expand: bool) -> None:
-        if plan.qmark_plain is not None and not connection.queries_logged:
-            cursor = _sqlite_cursor(connection)
+        cursor, qmarks = _insert_cursor(connection, plan)
+        if qmarks:
             statement = plan.qmark_named if expand and plan.qmark_named is not None else plan.qmark_plain
         else:
-            cursor = connection.cursor()
             statement = plan.named if expand and plan.named is not None else plan.plain
         with cursor:
             cursor.execute(statement, params)
