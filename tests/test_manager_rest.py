@@ -33,6 +33,16 @@ def moves(job: Job) -> list[tuple[str, str, str, str]]:
     return [(e.from_status, e.to_status, e.source, e.message) for e in job.history()]
 
 
+def submitted(job_manager: Any, user: Any, n: int, job_type: str = "MEMORY") -> list[Job]:
+    """Return `n` new jobs of `job_type`, executed (Submitted), as stored."""
+    jobs = []
+    for i in range(n):
+        job = job_manager.create_job(name=f"j{i}", user=user, job_type=job_type)
+        job.execute()
+        jobs.append(fresh(job))
+    return jobs
+
+
 @pytest.fixture
 def running(job_manager: Any, user: Any, memory: Any) -> Job:
     """A MEMORY job its engine reports Running, stored Running."""
@@ -117,11 +127,7 @@ def test_a_new_progress_message_alone_is_stored(running: Job) -> None:
 def test_a_refused_bulk_move_is_retried_job_by_job_and_each_refusal_ends_in_error(
     job_manager: Any, user: Any, memory: Any, refuse_events: Any
 ) -> None:
-    jobs = []
-    for n in range(3):
-        job = job_manager.create_job(name=f"j{n}", user=user, job_type="MEMORY")
-        job.execute()
-        jobs.append(fresh(job))
+    jobs = submitted(job_manager, user, 3)
     refuse_events(message="all done")
     moved = manager.apply_observations([(job, Observation(Status.ABORTED, "all done")) for job in jobs])
     assert moved == 3
@@ -141,11 +147,7 @@ def test_a_job_whose_error_move_is_refused_too_keeps_its_status(running: Job, re
 
 def test_a_workers_refused_write_is_recorded_job_by_job(job_manager: Any, user: Any, memory: Any,
                                                         refuse_events: Any) -> None:
-    jobs = []
-    for n in range(2):
-        job = job_manager.create_job(name=f"j{n}", user=user, job_type="MEMORY")
-        job.execute()
-        jobs.append(fresh(job))
+    jobs = submitted(job_manager, user, 2)
     refuse_events(message="finished")
     answer = PollResult(observations={job.pk: Observation(Status.ABORTED, "finished") for job in jobs})
     moved, claimed = manager.finish_and_claim(jobs, answer, ["MEMORY"], 5, source="worker")
@@ -285,15 +287,6 @@ def test_a_job_that_ended_before_delete_many_stopped_it_is_deleted(running: Job,
 def counting(monkeypatch: Any, tmp_path: Any) -> None:
     """Let COUNTING jobs (a second engine type) be submitted."""
     monkeypatch.setenv("JOBTOWER_TEST_SUBMIT_LOG", str(tmp_path / "submitted.log"))
-
-
-def submitted(job_manager: Any, user: Any, n: int, job_type: str = "MEMORY") -> list[Job]:
-    jobs = []
-    for i in range(n):
-        job = job_manager.create_job(name=f"j{i}", user=user, job_type=job_type)
-        job.execute()
-        jobs.append(fresh(job))
-    return jobs
 
 
 def test_an_observation_applied_without_a_source_is_the_engines(running: Job, job_manager: Any,

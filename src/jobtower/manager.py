@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -811,8 +812,7 @@ class _PgFinishAndClaim:
         quote = db.ops.quote_name
         job = quote(Job._meta.db_table)
         event = quote(JobEvent._meta.db_table)
-        self.fields = Job._meta.concrete_fields
-        columns = ", ".join(quote(f.column) for f in self.fields)
+        columns = ", ".join(quote(f.column) for f in Job._meta.concrete_fields)
         # Parameters: ids, attempts, from, to, messages, completion time; claim: start time, last
         # check, job types, ids again (not to claim), limit; events: time, source, time, source.
         self.sql = (
@@ -833,20 +833,6 @@ class _PgFinishAndClaim:
             'LEFT JOIN claimed AS c ON true ORDER BY c."id"'
         )
         assert Status.SUBMITTED.value == "SUB" and Status.RUNNING.value == "RUN"
-        self.attnames = tuple(f.attname for f in self.fields)
-        self._converters: tuple[Any, list[Any]] | None = None
-
-    def to_jobs(self, db: Any, using: str, rows: list[Any]) -> list[Job]:
-        """Return the claimed rows as jobs, each column through its field's converter as a queryset does."""
-        if self._converters is None:
-            from django.db.models.sql import Query
-
-            compiler = db.ops.compiler("SQLCompiler")(Query(Job), db, using)
-            self._converters = (compiler, compiler.get_converters([f.get_col(Job._meta.db_table) for f in self.fields]))
-        compiler, converters = self._converters
-        if converters:
-            rows = list(compiler.apply_converters(rows, converters))
-        return [Job.from_db(using, self.attnames, row) for row in rows]
 
     @staticmethod
     @functools.cache
@@ -885,7 +871,7 @@ def _pg_finish_and_claim(
              for job, current, new, message, _ in ended]
     claimed: list[Job] = []
     if rows:
-        claimed = plan.to_jobs(db, using, rows)
+        claimed = _claimed_jobs(db, using, rows)
         moves += [outbox.Move(job, Status.SUBMITTED, Status.RUNNING, source, "", job.attempt, now)
                   for job in claimed]
     if moves:
@@ -929,8 +915,6 @@ def _claim_rows(
     cursor: Any, db: Any, using: str, job_types: list[str], limit: int, now: datetime.datetime
 ) -> list[Job]:
     """Claim up to `limit` Submitted jobs of `job_types` (oldest first) in one UPDATE; return them."""
-    from django.db.models.sql import Query
-
     meta = Job._meta
     quote = db.ops.quote_name
     fields = meta.concrete_fields
@@ -951,16 +935,30 @@ def _claim_rows(
         f"RETURNING {', '.join(quote(f.column) for f in fields)}",
         [Status.RUNNING.value, "", when, when, Status.SUBMITTED.value, *job_types, limit, Status.SUBMITTED.value],
     )
-    rows = cursor.fetchall()
+    return sorted(_claimed_jobs(db, using, cursor.fetchall()), key=lambda job: job.pk)
+
+
+#: Per connection: the compiler and the converters of every Job column (looked up once, not per claim).
+_row_converters: weakref.WeakKeyDictionary[Any, tuple[Any, list[Any]]] = weakref.WeakKeyDictionary()
+
+
+def _claimed_jobs(db: Any, using: str, rows: list[Any]) -> list[Job]:
+    """Return rows of every Job column (in field order) as jobs, each column through its field's
+    converter (JSON, SQLite's datetimes) as a queryset applies them."""
     if not rows:
         return []
-    # The fields' own converters (JSON, SQLite's datetimes), as a queryset applies them.
-    compiler = db.ops.compiler("SQLCompiler")(Query(Job), db, using)
-    converters = compiler.get_converters([f.get_col(meta.db_table) for f in fields])
+    found = _row_converters.get(db)
+    if found is None:
+        from django.db.models.sql import Query
+
+        compiler = db.ops.compiler("SQLCompiler")(Query(Job), db, using)
+        columns = [f.get_col(Job._meta.db_table) for f in Job._meta.concrete_fields]
+        found = _row_converters[db] = (compiler, compiler.get_converters(columns))
+    compiler, converters = found
     if converters:
         rows = list(compiler.apply_converters(rows, converters))
-    attnames = tuple(f.attname for f in fields)
-    return sorted((Job.from_db(using, attnames, row) for row in rows), key=lambda job: job.pk)
+    attnames = tuple(f.attname for f in Job._meta.concrete_fields)
+    return [Job.from_db(using, attnames, row) for row in rows]
 
 
 def _insert_events(cursor: Any, db: Any, moves: list[outbox.Move]) -> None:
